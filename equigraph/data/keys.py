@@ -41,6 +41,10 @@ SHIFT = "shift"
 EDGE_ATTR = "edge_attr"
 #: ``[E, 3]`` float: edge vectors ``pos[j] - pos[i] + shift @ cell``, Å (derived).
 EDGE_VEC = "edge_vec"
+#: ``[N, F]`` float: invariant node features a model outputs (model output key).
+H = "h"
+#: ``[N, C, 3]`` float: per-node equivariant vectors a model outputs (model output key).
+VEC = "vec"
 #: ``[N, 3]`` float: regression target for positions (N-body).
 TARGET_POS = "target_pos"
 

@@ -1,1 +1,4 @@
+"""Message-passing layers; every one follows PyG's ``MessagePassing`` contract."""
+from .egnn import EGNNConv
 
+__all__ = ["EGNNConv"]

@@ -1,0 +1,2 @@
+"""Reference implementations used only by the benchmarks (speed and accuracy baselines);
+nothing in ``equigraph`` imports them."""

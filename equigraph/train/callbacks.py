@@ -1,0 +1,110 @@
+"""Training callbacks: stop on a non-finite loss, write the learning-curve plot."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import lightning.pytorch as pl
+import torch
+
+from equigraph.train.plotting import plot_learning_curve
+
+
+class NonFiniteLossError(FloatingPointError):
+    """Raised by :class:`NonFiniteLoss` when a training loss is NaN or inf."""
+
+
+class NonFiniteLoss(pl.Callback):
+    """Stops training before the backward pass of a batch whose loss is NaN or inf.
+
+    Checking before ``backward`` keeps the weights (and the EMA, and the last checkpoint) free
+    of the non-finite update. The error names the epoch and the batch, so that the data that
+    produced it can be found.
+
+    >>> NonFiniteLoss()
+    NonFiniteLoss()
+    """
+
+    def __init__(self):
+        super().__init__()
+        self._batch_idx = -1
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
+        self._batch_idx = batch_idx
+
+    def on_before_backward(self, trainer, pl_module, loss):
+        if not torch.isfinite(loss.detach()).all():
+            trainer.should_stop = True
+            raise NonFiniteLossError(
+                f"training loss became {loss.detach().item()} at epoch {trainer.current_epoch}, "
+                f"batch {self._batch_idx} (global step {trainer.global_step}); stopping. "
+                "Check the inputs of that batch for NaN/inf, or lower the learning rate."
+            )
+
+    def __repr__(self) -> str:
+        return f"{self.__class__.__name__}()"
+
+
+class LearningCurve(pl.Callback):
+    """Redraws ``path`` (PNG) from the CSV logger's ``metrics.csv`` after each validation
+    epoch and at the end of training (rank 0 only)."""
+
+    def __init__(self, path: str | Path, title: str | None = None):
+        super().__init__()
+        self.path = Path(path)
+        self.title = title
+
+    def _draw(self, trainer, pl_module) -> None:
+        if not trainer.is_global_zero or trainer.sanity_checking or trainer.logger is None:
+            return
+        trainer.logger.save()
+        metrics = Path(trainer.logger.log_dir) / "metrics.csv"
+        if metrics.is_file():
+            unit = getattr(pl_module, "metric_unit", "")
+            plot_learning_curve(metrics, self.path, title=self.title, unit=unit)
+
+    def on_validation_epoch_end(self, trainer, pl_module):
+        self._draw(trainer, pl_module)
+
+    def on_train_end(self, trainer, pl_module):
+        self._draw(trainer, pl_module)
+
+    def __repr__(self) -> str:
+        return f"{self.__class__.__name__}(path={str(self.path)!r})"
+
+
+class EpochTimer(pl.Callback):
+    """Wall time and number of graphs of each training epoch (for time/epoch, molecules/s)."""
+
+    def __init__(self):
+        super().__init__()
+        self.seconds: list[float] = []
+        self.graphs: list[int] = []
+        self._start = 0.0
+        self._count = 0
+
+    def on_train_epoch_start(self, trainer, pl_module):
+        import time
+
+        self._start = time.perf_counter()
+        self._count = 0
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
+        self._count += int(getattr(batch, "num_graphs", 1))
+
+    def on_train_epoch_end(self, trainer, pl_module):
+        import time
+
+        self.seconds.append(time.perf_counter() - self._start)
+        self.graphs.append(self._count)
+
+    @property
+    def seconds_per_epoch(self) -> float:
+        """Median training-epoch time (the first epoch includes warm-up), ``nan`` if none."""
+        if not self.seconds:
+            return float("nan")
+        return float(sorted(self.seconds)[len(self.seconds) // 2])
+
+    @property
+    def graphs_per_second(self) -> float:
+        total = sum(self.seconds)
+        return sum(self.graphs) / total if total > 0 else float("nan")

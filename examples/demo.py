@@ -1,0 +1,56 @@
+"""End-to-end demo: train EGNN on a QM9 subset on the CPU, report the test error of the
+HOMO-LUMO gap beside a mean predictor, plot the learning curve, and predict the gap of a
+few molecules from their SMILES.
+
+    python examples/demo.py                       # the whole demo (a few minutes on 2 cores)
+    python examples/demo.py train.max_epochs=2    # any config override, as on the CLI
+
+The configuration is configs/qm9_egnn_demo.yaml: 10,000 training molecules, a smaller
+EGNN than the paper's, a few epochs. QM9 is read from the installed ``qm9pack`` package and
+processed once into ``$EQUIGRAPH_CACHE/qm9`` (no download).
+"""
+from __future__ import annotations
+
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+from equigraph.data import from_smiles
+from equigraph.train import fit, load_checkpoint, predict_molecules
+
+ROOT = Path(__file__).resolve().parent.parent
+CONFIG = ROOT / "configs" / "qm9_egnn_demo.yaml"
+MOLECULES = {
+    "ethanol": "CCO",
+    "benzene": "c1ccccc1",
+    "aspirin": "CC(=O)Oc1ccccc1C(=O)O",
+}
+
+
+def main(overrides: list[str]) -> int:
+    start = time.perf_counter()
+    result = fit(CONFIG, [f"out_dir={ROOT / 'runs' / 'qm9_egnn_demo'}", *overrides])
+    print()
+    print(f"EGNN on QM9 ({result.num_train} training molecules, {result.epochs} epochs, "
+          f"{result.seconds_per_epoch:.0f} s/epoch, {result.num_parameters} parameters)")
+    print(f"  test MAE of the HOMO-LUMO gap : {result.test_mae:8.1f} {result.unit}")
+    print(f"  mean predictor (train mean)   : {result.baseline_mae:8.1f} {result.unit}")
+    print(f"  published EGNN, full protocol :     48.0 meV (100k molecules, 1000 epochs)")
+    print(f"  learning curve: {result.plot}")
+    print(f"  checkpoint:     {result.checkpoint}")
+
+    module = load_checkpoint(result.checkpoint)
+    molecules = [from_smiles(smiles, seed=0) for smiles in MOLECULES.values()]
+    gaps = predict_molecules(module, molecules)[:, 0] * module.metric_factor
+    print("\nPredicted HOMO-LUMO gap (RDKit conformer, MMFF-relaxed; QM9's B3LYP geometry would differ):")
+    for (name, smiles), gap in zip(MOLECULES.items(), gaps.tolist()):
+        print(f"  {name:<8} {smiles:<24} {gap:8.0f} {module.metric_unit}  ({gap / 1000:.2f} eV)")
+    print(f"\ndemo finished in {time.perf_counter() - start:.0f} s")
+    return 0
+
+
+if __name__ == "__main__":
+    torch.set_num_threads(1)
+    sys.exit(main(sys.argv[1:]))
