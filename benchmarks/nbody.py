@@ -365,7 +365,10 @@ def report(args=None):
         "of Satorras et al. (2021). Data: `equigraph.datasets.NBody` simulated with the original generator's "
         "random stream (seed 43), not the published files, so numbers carry the sampling noise of a "
         "different draw. Linear: `x + t v` with the least-squares `t` on the training set. TFN and "
-        "SE(3)-Transformer were not run (published numbers only).",
+        "SE(3)-Transformer were not run (published numbers only). EGNN, Radial Field: edge input "
+        "`[q_i q_j, |x_i - x_j|^2]` of the input frame (the original's `in_edge_nf=2`); GNN: `q_i q_j`. All "
+        "training and timing ran with one thread per process on a 2-core machine shared with other jobs "
+        "(load 3 to 6), so wall times and per-epoch times are inflated by that contention.",
         "", *lines, "", "![learning curves](nbody.png)", *speed_lines])
     _results.write(NAME, rows, notes, extra={"logs": {k: {kk: vv for kk, vv in v.items() if kk != "curve"}
                                                       for k, v in logs.items()}})
