@@ -155,7 +155,7 @@ def report() -> Path:
         if key not in seen:
             seen.add(key)
             unique.append(r)
-    png = plot(records)
+    plot(records)
     ran = sorted({(r["protocol"], r["target"]) for r in records})
     summary = ["| protocol | target | model | test MAE | mean predictor | s/epoch | molecules/s | published (full) |",
                "|---|---|---|---|---|---|---|---|"]

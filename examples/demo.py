@@ -37,7 +37,7 @@ def main(overrides: list[str]) -> int:
           f"{result.seconds_per_epoch:.0f} s/epoch, {result.num_parameters} parameters)")
     print(f"  test MAE of the HOMO-LUMO gap : {result.test_mae:8.1f} {result.unit}")
     print(f"  mean predictor (train mean)   : {result.baseline_mae:8.1f} {result.unit}")
-    print(f"  published EGNN, full protocol :     48.0 meV (100k molecules, 1000 epochs)")
+    print("  published EGNN, full protocol :     48.0 meV (100k molecules, 1000 epochs)")
     print(f"  learning curve: {result.plot}")
     print(f"  checkpoint:     {result.checkpoint}")
 

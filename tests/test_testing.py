@@ -392,15 +392,6 @@ def test_mixin_catches_a_broken_model():
         Broken().test_equivariant_batch(lambda d: {"rel": d.pos + 1.0}, graphs)
 
 
-def test_docstring_examples():
-    import doctest
-
-    import equigraph.testing as module
-
-    result = doctest.testmod(module, extraglobs={"torch": torch}, optionflags=doctest.NORMALIZE_WHITESPACE)
-    assert result.attempted > 0 and result.failed == 0
-
-
 def test_non_geometric_tests_run_once_in_the_default_dtype(dtype):
     # the conftest fixture restored the default after every float64 run before this one
     assert dtype == torch.get_default_dtype() == torch.float32

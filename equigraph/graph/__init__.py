@@ -5,7 +5,15 @@ Every builder returns ``edge_index`` with ``edge_index[0]`` the neighbour ``j`` 
 ``edge_index[1]`` the centre ``i`` (PyG's ``source_to_target`` flow), sorted by centre
 then neighbour, never joining two graphs of a batch whatever the order of ``batch``.
 """
-from equigraph.graph.checks import check_batch, check_cell_pbc, check_cutoff, check_pos, check_positive_int
+from equigraph.graph.checks import (
+    check_batch,
+    check_cell_pbc,
+    check_cutoff,
+    check_min_distance,
+    check_pos,
+    check_positive_int,
+)
+from equigraph.graph.coincidence import DEFAULT_MIN_DISTANCE
 from equigraph.graph.full import full_graph
 from equigraph.graph.interaction import (
     FullInteractionGraph,
@@ -33,6 +41,8 @@ __all__ = [
     "check_cutoff",
     "check_positive_int",
     "check_cell_pbc",
+    "check_min_distance",
+    "DEFAULT_MIN_DISTANCE",
     "is_periodic",
     "BACKENDS",
     "choose_backend",

@@ -17,6 +17,7 @@ from torch_geometric.utils import scatter
 
 from equigraph.graph.brute_force import centre_chunks
 from equigraph.graph.cell import plane_spacings
+from equigraph.graph.coincidence import raise_first
 from equigraph.graph.edges import squared_norm
 
 #: Bins per cutoff length. Measured on fcc Cu at r = 5 Å (benchmarks/graphs.py): 2 visits
@@ -50,7 +51,7 @@ def _grid(frac: Tensor, batch: Tensor, sizes: Tensor, spacing: Tensor, pbc: Tens
 
 
 def cell_list_pairs(posw: Tensor, frac: Tensor, batch: Tensor, sizes: Tensor, basis: Tensor,
-                    pbc: Tensor, r: float, loop: bool = False):
+                    pbc: Tensor, r: float, loop: bool = False, min2: float = 0.0):
     """All pairs closer than ``r`` for a batch **sorted** by graph.
 
     Args:
@@ -61,6 +62,9 @@ def cell_list_pairs(posw: Tensor, frac: Tensor, batch: Tensor, sizes: Tensor, ba
         pbc (Tensor): ``[G, 3]`` bool.
         r (float): cutoff (pairs with distance ``< r``).
         loop (bool): keep ``i == j`` with zero shift.
+        min2 (float): squared coincidence tolerance: a kept edge other than a self loop
+            shorter than ``sqrt(min2)`` raises
+            :class:`~equigraph.graph.coincidence.CoincidentEdge` (``0``: no check).
 
     Returns:
         ``(centre, neighbour, shift)`` with ``shift`` ``int64`` ``[E, 3]`` in rows of
@@ -135,10 +139,17 @@ def cell_list_pairs(posw: Tensor, frac: Tensor, batch: Tensor, sizes: Tensor, ba
             rank = torch.arange(n_pairs, device=device) - torch.repeat_interleave(firstp, cc, output_size=n_pairs)
             j = atom_order.index_select(0, bin_start.index_select(0, tbin.index_select(0, row)) + rank)
             vec = posw.index_select(0, j) - anchor.index_select(0, row)
-            keep = squared_norm(vec) < r2
-            if not loop:
+            d2 = squared_norm(vec)
+            keep = d2 < r2
+            if not loop or min2 > 0:
                 ci = c.index_select(0, row)
-                keep &= (ci != j) | (shift_nonzero.index_select(0, row))
+                distinct = (ci != j) | (shift_nonzero.index_select(0, row))
+            if not loop:
+                keep &= distinct
+            if min2 > 0:
+                bad = keep & distinct & (d2 < min2)
+                if bool(bad.any()):
+                    raise_first(bad, ci, j, shift.index_select(0, row), d2)
             kept = keep.nonzero().squeeze(1)
             row = row.index_select(0, kept)
             out_c.append(c.index_select(0, row))

@@ -84,6 +84,25 @@ def check_cutoff(r, name: str = "r") -> float:
     return r
 
 
+def check_min_distance(d, name: str = "min_distance") -> float:
+    """Return the coincidence tolerance as a float after checking it is finite and ``>= 0``
+    (``0`` disables the check).
+
+    >>> check_min_distance(1e-4)
+    0.0001
+    """
+    if isinstance(d, Tensor):
+        if d.numel() != 1:
+            raise ValueError(f"`{name}` must be a scalar, got shape {list(d.shape)}")
+        d = d.item()
+    if isinstance(d, bool) or not isinstance(d, Real):
+        raise ValueError(f"`{name}` must be a real number, got {type(d).__name__}")
+    d = float(d)
+    if not math.isfinite(d) or d < 0:
+        raise ValueError(f"`{name}` must be finite and >= 0, got {d}")
+    return d
+
+
 def check_positive_int(k, name: str, allow_none: bool = False):
     """Return ``k`` as an ``int`` after checking it is an integer ``>= 1`` (or ``None``).
 

@@ -13,7 +13,8 @@ import torch
 from torch import Tensor
 
 from equigraph.data import keys as K
-from equigraph.graph.checks import check_cutoff, check_positive_int
+from equigraph.graph.checks import check_cutoff, check_min_distance, check_positive_int
+from equigraph.graph.coincidence import DEFAULT_MIN_DISTANCE
 from equigraph.graph.full import full_graph
 from equigraph.graph.knn import knn_graph
 from equigraph.graph.radius import periodic_radius_graph, radius_graph
@@ -43,6 +44,9 @@ class RadiusInteractionGraph(torch.nn.Module):
         cutoff (float): cutoff distance, Å.
         max_num_neighbors (int, optional): keep the nearest ones only.
             (default: :obj:`None`, no cap)
+        min_distance (float, optional): two atoms (or an atom and a periodic image) closer
+            than this raise a :class:`ValueError` (coincident atoms); ``0`` disables it.
+            (default: ``1e-4``)
 
     >>> from torch_geometric.nn.models import SchNet
     >>> model = SchNet(interaction_graph=RadiusInteractionGraph(5.0))
@@ -50,13 +54,16 @@ class RadiusInteractionGraph(torch.nn.Module):
     torch.Size([1, 1])
     """
 
-    def __init__(self, cutoff: float, max_num_neighbors: Optional[int] = None):
+    def __init__(self, cutoff: float, max_num_neighbors: Optional[int] = None,
+                 min_distance: float = DEFAULT_MIN_DISTANCE):
         super().__init__()
         self.cutoff = check_cutoff(cutoff, "cutoff")
         self.max_num_neighbors = check_positive_int(max_num_neighbors, "max_num_neighbors", allow_none=True)
+        self.min_distance = check_min_distance(min_distance)
 
     def forward(self, pos: Tensor, batch: Optional[Tensor] = None) -> tuple[Tensor, Tensor]:
-        edge_index = radius_graph(pos, self.cutoff, batch, max_num_neighbors=self.max_num_neighbors)
+        edge_index = radius_graph(pos, self.cutoff, batch, max_num_neighbors=self.max_num_neighbors,
+                                  min_distance=self.min_distance)
         return edge_index, _edge_weight(pos, edge_index)
 
     def from_data(self, data) -> tuple[Tensor, Optional[Tensor]]:
@@ -65,11 +72,13 @@ class RadiusInteractionGraph(torch.nn.Module):
         pos = getattr(data, K.POS)
         if is_periodic(data):
             return periodic_radius_graph(pos, self.cutoff, getattr(data, K.CELL), getattr(data, K.PBC), _batch_of(data),
-                                         max_num_neighbors=self.max_num_neighbors)
-        return radius_graph(pos, self.cutoff, _batch_of(data), max_num_neighbors=self.max_num_neighbors), None
+                                         max_num_neighbors=self.max_num_neighbors, min_distance=self.min_distance)
+        return radius_graph(pos, self.cutoff, _batch_of(data), max_num_neighbors=self.max_num_neighbors,
+                            min_distance=self.min_distance), None
 
     def __repr__(self) -> str:
-        return f"{self.__class__.__name__}(cutoff={self.cutoff}, max_num_neighbors={self.max_num_neighbors})"
+        return (f"{self.__class__.__name__}(cutoff={self.cutoff}, max_num_neighbors={self.max_num_neighbors}, "
+                f"min_distance={self.min_distance})")
 
 
 def _reject_periodic(obj, data):

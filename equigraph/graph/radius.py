@@ -19,7 +19,15 @@ from torch import Tensor
 from equigraph.graph.brute_force import block_pairs
 from equigraph.graph.cell import complete_basis, plane_spacings, wrap_positions
 from equigraph.graph.cell_list import cell_list_pairs
-from equigraph.graph.checks import check_batch, check_cell_pbc, check_cutoff, check_pos, check_positive_int
+from equigraph.graph.checks import (
+    check_batch,
+    check_cell_pbc,
+    check_cutoff,
+    check_min_distance,
+    check_pos,
+    check_positive_int,
+)
+from equigraph.graph.coincidence import DEFAULT_MIN_DISTANCE, CoincidentEdge, coincidence_message, raise_first
 from equigraph.graph.edges import key_layout, nearest_mask, pack_keys, sort_keys, sort_order, squared_norm, unpack_keys
 from equigraph.graph.vesin_backend import vesin_keys, vesin_pairs
 
@@ -60,24 +68,28 @@ def _image_table(reach: Tensor, basis: Tensor, dtype: torch.dtype):
     return count, first, shifts, vectors
 
 
-def _brute_pairs(posw: Tensor, batch: Tensor, ptr: Tensor, r: float, loop: bool, table=None):
+def _brute_pairs(posw: Tensor, batch: Tensor, ptr: Tensor, r: float, loop: bool, table=None, min2: float = 0.0):
     r2 = r * r
     images = None if table is None else table[0]
     out_c, out_j, out_s = [], [], []
     for c, j, t in block_pairs(batch, ptr, images):
         vec = posw.index_select(0, j) - posw.index_select(0, c)
-        if table is None:
-            s = None
-            keep = squared_norm(vec) < r2
-            if not loop:
-                keep &= c != j
-        else:
+        s = None
+        if table is not None:
             _, first, shifts, vectors = table
             idx = first[batch[c]] + t
             vec = vec + vectors.index_select(0, idx)
             s = shifts.index_select(0, idx)
-            keep = squared_norm(vec) < r2
-            keep &= (c != j) | (s != 0).any(dim=1)
+        d2 = squared_norm(vec)
+        keep = d2 < r2
+        distinct = c != j
+        if s is not None:
+            distinct |= (s != 0).any(dim=1)
+        if not loop:
+            keep &= distinct
+        if min2 > 0:
+            raise_first(keep & distinct & (d2 < min2), c, j, s, d2)
+        if s is not None:
             out_s.append(s[keep])
         out_c.append(c[keep])
         out_j.append(j[keep])
@@ -88,15 +100,15 @@ def _brute_pairs(posw: Tensor, batch: Tensor, ptr: Tensor, r: float, loop: bool,
 
 
 def _pairs(backend: str, posw: Tensor, pos_s: Tensor, batch_s: Tensor, ptr: Tensor, sizes: Tensor, num_graphs: int,
-           r: float, loop: bool, periodic: bool, basis, pbc, frac, reach):
+           r: float, loop: bool, periodic: bool, basis, pbc, frac, reach, min_distance: float):
     """Unordered ``(centre, neighbour, shift int64)`` from one backend, in sorted-batch
     indices, shifts between wrapped positions."""
     device = posw.device
     if backend == "brute":
         table = _image_table(reach, basis, posw.dtype) if periodic else None
-        c, j, s = _brute_pairs(posw, batch_s, ptr, r, loop and not periodic, table)
+        c, j, s = _brute_pairs(posw, batch_s, ptr, r, loop and not periodic, table, min_distance ** 2)
     elif backend == "vesin":
-        c, j, s = vesin_pairs(posw, r, ptr, basis if periodic else None, pbc if periodic else None)
+        c, j, s = vesin_pairs(posw, r, ptr, basis if periodic else None, pbc if periodic else None, min_distance)
         if loop and not periodic:
             self_idx = torch.arange(posw.size(0))
             c, j = torch.cat([c, self_idx]), torch.cat([j, self_idx])
@@ -108,12 +120,14 @@ def _pairs(backend: str, posw: Tensor, pos_s: Tensor, batch_s: Tensor, ptr: Tens
             cl_basis = torch.eye(3, dtype=torch.float64, device=device).expand(num_graphs, 3, 3)
             cl_pbc = torch.zeros(num_graphs, 3, dtype=torch.bool, device=device)
             cl_frac = pos_s.double()
-        c, j, s = cell_list_pairs(posw, cl_frac, batch_s, sizes, cl_basis, cl_pbc, r, loop and not periodic)
+        c, j, s = cell_list_pairs(posw, cl_frac, batch_s, sizes, cl_basis, cl_pbc, r, loop and not periodic,
+                                  min_distance ** 2)
     return c.to(device), j.to(device), s.to(device)
 
 
 def _search(pos: Tensor, r: float, batch: Tensor, cell: Optional[Tensor], pbc: Optional[Tensor],
-            max_num_neighbors: Optional[int], loop: bool, backend: str, out_dtype: torch.dtype = torch.long):
+            max_num_neighbors: Optional[int], loop: bool, backend: str, min_distance: float,
+            out_dtype: torch.dtype = torch.long):
     """Shared driver: returns ``(edge_index, shift)``, ``shift`` in ``out_dtype`` (``None``
     when ``cell`` is ``None``)."""
     if backend not in BACKENDS:
@@ -153,16 +167,20 @@ def _search(pos: Tensor, r: float, batch: Tensor, cell: Optional[Tensor], pbc: O
 
     shift_dtype = out_dtype if periodic else None
     key = layout = None
-    if backend == "vesin" and perm is None:
-        # reach bounds the lattice shifts between wrapped positions; +1 for rounding at the
-        # cell faces (vesin_keys checks, and falls back below if one does not fit)
-        layout = key_layout(n, int(reach.max()) + 1 if periodic else 0)
-        if layout is not None:
-            key = vesin_keys(posw, r, ptr, basis if periodic else None, pbc if periodic else None,
-                             loop and not periodic, layout)
+    try:
+        if backend == "vesin" and perm is None:
+            # reach bounds the lattice shifts between wrapped positions; +1 for rounding at
+            # the cell faces (vesin_keys checks, and falls back below if one does not fit)
+            layout = key_layout(n, int(reach.max()) + 1 if periodic else 0)
+            if layout is not None:
+                key = vesin_keys(posw, r, ptr, basis if periodic else None, pbc if periodic else None,
+                                 loop and not periodic, layout, min_distance)
+        if key is None:
+            c, j, s = _pairs(backend, posw, pos_s, batch_s, ptr, sizes, num_graphs, r, loop, periodic, basis, pbc,
+                             frac, reach, min_distance)
+    except CoincidentEdge as err:
+        raise ValueError(coincidence_message(err, min_distance, perm, batch_s, offset, num_graphs)) from None
     if key is None:
-        c, j, s = _pairs(backend, posw, pos_s, batch_s, ptr, sizes, num_graphs, r, loop, periodic, basis, pbc,
-                         frac, reach)
         if perm is not None:
             c, j = perm[c], perm[j]
         layout = key_layout(n, int(s.abs().max()) if periodic and s.numel() else 0)
@@ -201,7 +219,7 @@ def _search(pos: Tensor, r: float, batch: Tensor, cell: Optional[Tensor], pbc: O
 
 
 def radius_graph(pos: Tensor, r: float, batch: Optional[Tensor] = None, *, max_num_neighbors: Optional[int] = None,
-                 loop: bool = False, backend: str = "auto") -> Tensor:
+                 loop: bool = False, backend: str = "auto", min_distance: float = DEFAULT_MIN_DISTANCE) -> Tensor:
     r"""All pairs of nodes of the same graph closer than ``r``: a drop-in for
     :func:`torch_geometric.nn.radius_graph` that needs neither torch-cluster nor pyg-lib.
 
@@ -226,6 +244,10 @@ def radius_graph(pos: Tensor, r: float, batch: Optional[Tensor] = None, *, max_n
         loop (bool, optional): add self loops ``(i, i)``. (default: :obj:`False`)
         backend (str, optional): ``"auto"``, ``"brute"``, ``"cell_list"`` or ``"vesin"``
             (CPU only). All return the same edges. (default: ``"auto"``)
+        min_distance (float, optional): coincidence tolerance: an edge between two
+            distinct nodes shorter than this raises (it would give NaN/inf in ``1/r`` or
+            unit vectors later); requested self loops are exempt; ``0`` disables the
+            check, for point clouds that repeat points on purpose. (default: ``1e-4``)
 
     Shapes:
         - **input:** pos :math:`(N, 3)`, batch :math:`(N)`
@@ -234,7 +256,10 @@ def radius_graph(pos: Tensor, r: float, batch: Optional[Tensor] = None, *, max_n
     Raises:
         ValueError: for NaN/inf or non-``[N, 3]`` ``pos``, non-positive or non-finite
             ``r``, a ``batch`` of wrong length/dtype or with negative entries, a
-            ``max_num_neighbors`` that is not a positive integer, or an unknown backend.
+            ``max_num_neighbors`` that is not a positive integer, an unknown backend, a
+            negative ``min_distance``, or two nodes of a graph closer than
+            ``min_distance`` (coincident atoms; the message names both, in the caller's
+            numbering, and their graph).
 
     >>> pos = torch.tensor([[0.0, 0, 0], [1.0, 0, 0], [3.0, 0, 0]])
     >>> radius_graph(pos, 1.5)
@@ -245,12 +270,14 @@ def radius_graph(pos: Tensor, r: float, batch: Optional[Tensor] = None, *, max_n
     r = check_cutoff(r)
     max_num_neighbors = check_positive_int(max_num_neighbors, "max_num_neighbors", allow_none=True)
     batch = check_batch(batch, pos.size(0), device=pos.device)
-    edge_index, _ = _search(pos, r, batch, None, None, max_num_neighbors, bool(loop), backend)
+    min_distance = check_min_distance(min_distance)
+    edge_index, _ = _search(pos, r, batch, None, None, max_num_neighbors, bool(loop), backend, min_distance)
     return edge_index
 
 
 def periodic_radius_graph(pos: Tensor, r: float, cell: Tensor, pbc: Tensor, batch: Optional[Tensor] = None, *,
-                          max_num_neighbors: Optional[int] = None, backend: str = "auto") -> tuple[Tensor, Tensor]:
+                          max_num_neighbors: Optional[int] = None, backend: str = "auto",
+                          min_distance: float = DEFAULT_MIN_DISTANCE) -> tuple[Tensor, Tensor]:
     r"""Radius graph under periodic boundary conditions, with the lattice shift of every
     edge.
 
@@ -275,6 +302,8 @@ def periodic_radius_graph(pos: Tensor, r: float, cell: Tensor, pbc: Tensor, batc
         max_num_neighbors (int, optional): keep the nearest ones only, ties broken by
             neighbour index then shift. (default: :obj:`None`, no cap)
         backend (str, optional): as in :func:`radius_graph`. (default: ``"auto"``)
+        min_distance (float, optional): as in :func:`radius_graph`; also an atom sitting
+            on a periodic image of another atom (or of itself) raises. (default: ``1e-4``)
 
     Shapes:
         - **input:** pos :math:`(N, 3)`, cell :math:`(G, 3, 3)`, pbc :math:`(G, 3)`,
@@ -284,7 +313,9 @@ def periodic_radius_graph(pos: Tensor, r: float, cell: Tensor, pbc: Tensor, batc
 
     Raises:
         ValueError: as :func:`radius_graph`, and for a cell that is missing, non-finite or
-            singular along a periodic direction, or ``cell``/``pbc`` of the wrong shape.
+            singular along a periodic direction, ``cell``/``pbc`` of the wrong shape, or an
+            atom within ``min_distance`` of a periodic image of an atom (message with the
+            shift).
 
     >>> cell = torch.eye(3) * 2.0
     >>> ei, shift = periodic_radius_graph(torch.zeros(1, 3), 2.5, cell, torch.tensor([True, True, True]))
@@ -297,4 +328,5 @@ def periodic_radius_graph(pos: Tensor, r: float, cell: Tensor, pbc: Tensor, batc
     batch = check_batch(batch, pos.size(0), device=pos.device)
     num_graphs = int(batch.max()) + 1 if batch.numel() else 1
     cell, pbc = check_cell_pbc(cell, pbc, num_graphs, pos.dtype, pos.device)
-    return _search(pos, r, batch, cell, pbc, max_num_neighbors, False, backend, pos.dtype)
+    min_distance = check_min_distance(min_distance)
+    return _search(pos, r, batch, cell, pbc, max_num_neighbors, False, backend, min_distance, pos.dtype)

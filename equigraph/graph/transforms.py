@@ -6,7 +6,8 @@ from typing import Optional
 from torch_geometric.transforms import BaseTransform
 
 from equigraph.data import keys as K
-from equigraph.graph.checks import check_cutoff, check_positive_int
+from equigraph.graph.checks import check_cutoff, check_min_distance, check_positive_int
+from equigraph.graph.coincidence import DEFAULT_MIN_DISTANCE
 from equigraph.graph.full import full_graph
 from equigraph.graph.interaction import _reject_periodic, is_periodic
 from equigraph.graph.knn import knn_graph
@@ -22,6 +23,9 @@ class RadiusGraph(BaseTransform):
         r (float): cutoff, Å.
         max_num_neighbors (int, optional): keep the nearest ones only. (default: :obj:`None`)
         loop (bool, optional): self loops (open systems only). (default: :obj:`False`)
+        min_distance (float, optional): two atoms (or an atom and a periodic image) closer
+            than this raise a :class:`ValueError` (coincident atoms); ``0`` disables it.
+            (default: ``1e-4``)
 
     >>> import torch
     >>> from torch_geometric.data import Data
@@ -30,10 +34,12 @@ class RadiusGraph(BaseTransform):
             [0, 1]])
     """
 
-    def __init__(self, r: float, max_num_neighbors: Optional[int] = None, loop: bool = False):
+    def __init__(self, r: float, max_num_neighbors: Optional[int] = None, loop: bool = False,
+                 min_distance: float = DEFAULT_MIN_DISTANCE):
         self.r = check_cutoff(r)
         self.max_num_neighbors = check_positive_int(max_num_neighbors, "max_num_neighbors", allow_none=True)
         self.loop = bool(loop)
+        self.min_distance = check_min_distance(min_distance)
 
     def forward(self, data):
         pos = getattr(data, K.POS)
@@ -42,15 +48,18 @@ class RadiusGraph(BaseTransform):
             if self.loop:
                 raise ValueError("`loop=True` is not supported for periodic data")
             edge_index, shift = periodic_radius_graph(pos, self.r, getattr(data, K.CELL), getattr(data, K.PBC), batch,
-                                                      max_num_neighbors=self.max_num_neighbors)
+                                                      max_num_neighbors=self.max_num_neighbors,
+                                                      min_distance=self.min_distance)
             setattr(data, K.SHIFT, shift)
         else:
-            edge_index = radius_graph(pos, self.r, batch, max_num_neighbors=self.max_num_neighbors, loop=self.loop)
+            edge_index = radius_graph(pos, self.r, batch, max_num_neighbors=self.max_num_neighbors, loop=self.loop,
+                                      min_distance=self.min_distance)
         setattr(data, K.EDGE_INDEX, edge_index)
         return data
 
     def __repr__(self) -> str:
-        return f"{self.__class__.__name__}(r={self.r}, max_num_neighbors={self.max_num_neighbors}, loop={self.loop})"
+        return (f"{self.__class__.__name__}(r={self.r}, max_num_neighbors={self.max_num_neighbors}, loop={self.loop}, "
+                f"min_distance={self.min_distance})")
 
 
 class KNNGraph(BaseTransform):

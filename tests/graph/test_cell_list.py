@@ -1,3 +1,4 @@
+import pytest
 import torch
 
 import equigraph.graph.cell_list as cl
@@ -23,4 +24,8 @@ def test_bin_cap_and_chunking_do_not_change_edges(monkeypatch):
 
 def test_all_points_coincide():
     pos = torch.ones(5, 3)
-    assert radius_graph(pos, 0.1, backend="cell_list").size(1) == 20
+    # a zero-width grid still bins: repeated points on purpose (point clouds), so no
+    # coincidence check here; with the default tolerance they are refused
+    assert radius_graph(pos, 0.1, backend="cell_list", min_distance=0).size(1) == 20
+    with pytest.raises(ValueError, match="atoms 0 and 1 coincide"):
+        radius_graph(pos, 0.1, backend="cell_list")

@@ -65,7 +65,7 @@ def test_from_data_periodic():
 
 
 def test_repr_and_bad_args():
-    assert repr(RadiusInteractionGraph(5.0)) == "RadiusInteractionGraph(cutoff=5.0, max_num_neighbors=None)"
+    assert repr(RadiusInteractionGraph(5.0)) == "RadiusInteractionGraph(cutoff=5.0, max_num_neighbors=None, min_distance=0.0001)"
     assert repr(KNNInteractionGraph(4)) == "KNNInteractionGraph(k=4)"
     with pytest.raises(ValueError, match="cutoff"):
         RadiusInteractionGraph(0.0)

@@ -30,7 +30,7 @@ def test_knn_and_full():
 
 
 def test_repr_and_bad_args():
-    assert repr(RadiusGraph(5.0)) == "RadiusGraph(r=5.0, max_num_neighbors=None, loop=False)"
+    assert repr(RadiusGraph(5.0)) == "RadiusGraph(r=5.0, max_num_neighbors=None, loop=False, min_distance=0.0001)"
     assert repr(KNNGraph(3)) == "KNNGraph(k=3, loop=False)"
     with pytest.raises(ValueError, match="`r`"):
         RadiusGraph(-1.0)

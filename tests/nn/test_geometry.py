@@ -134,16 +134,6 @@ def test_safe_gradcheck():
     assert torch.autograd.gradcheck(safe_normalize, (v,))
 
 
-@pytest.mark.parametrize("dtype", [torch.float32], indirect=True)  # reprs in the examples are float32
-def test_docstring_examples(dtype):
-    import doctest
-
-    import equigraph.nn.geometry as module
-
-    result = doctest.testmod(module, extraglobs={"torch": torch}, optionflags=doctest.NORMALIZE_WHITESPACE)
-    assert result.attempted > 0 and result.failed == 0
-
-
 def test_edge_vec_unchecked_equals_edge_vec(dtype):
     g = torch.Generator().manual_seed(3)
     pos = torch.randn(5, 3, generator=g).to(dtype)

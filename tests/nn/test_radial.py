@@ -102,13 +102,3 @@ def test_repr():
 def test_bad_arguments(make, match):
     with pytest.raises(ValueError, match=match):
         make()
-
-
-@pytest.mark.parametrize("dtype", [torch.float32], indirect=True)  # reprs in the examples are float32
-def test_docstring_examples(dtype):
-    import doctest
-
-    import equigraph.nn.radial as module
-
-    result = doctest.testmod(module, extraglobs={"torch": torch}, optionflags=doctest.NORMALIZE_WHITESPACE)
-    assert result.attempted > 0 and result.failed == 0

@@ -3,7 +3,7 @@ import re
 import pytest
 import torch
 from torch_geometric.data import Batch
-from train_helpers import TinyModel, molecules, splits, tiny_config
+from train_helpers import TinyModel, splits, tiny_config
 
 from equigraph.train import NonFiniteLossError, evaluate, fit, load_checkpoint, read_metrics
 
