@@ -236,24 +236,19 @@ def _flatten(output: Any) -> Tuple[str, Dict[str, Tensor]]:
     if isinstance(output, Tensor):
         return "tensor", {"output": output}
     if isinstance(output, Mapping):
-        flat = {}
-        for k, v in output.items():
-            if v is None:
-                continue
-            if not isinstance(v, Tensor):
-                raise ValueError(f"output {k!r} is a {type(v).__name__}, not a Tensor")
-            flat[str(k)] = v
-        return "mapping", flat
-    if isinstance(output, (tuple, list)):
-        flat = {}
-        for i, v in enumerate(output):
-            if v is None:
-                continue
-            if not isinstance(v, Tensor):
-                raise ValueError(f"output {i} is a {type(v).__name__}, not a Tensor")
-            flat[str(i)] = v
-        return "sequence", flat
-    raise ValueError(f"module output must be a Tensor, a tuple/list or a dict of Tensors, got {type(output).__name__}")
+        kind, items = "mapping", output.items()
+    elif isinstance(output, (tuple, list)):
+        kind, items = "sequence", enumerate(output)
+    else:
+        raise ValueError(f"module output must be a Tensor, a tuple/list or a dict of Tensors, got {type(output).__name__}")
+    flat = {}
+    for k, v in items:
+        if v is None:
+            continue
+        if not isinstance(v, Tensor):
+            raise ValueError(f"output {k!r} is a {type(v).__name__}, not a Tensor")
+        flat[str(k)] = v
+    return kind, flat
 
 
 def _out_types(kind: str, names: Iterable[str], out_types: Any) -> Dict[str, TypeSpec]:

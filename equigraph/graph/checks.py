@@ -26,6 +26,9 @@ def check_pos(pos, name: str = "pos") -> Tensor:
         raise ValueError(f"`{name}` must have shape [N, 3], got {list(pos.shape)}")
     if not pos.is_floating_point():
         raise ValueError(f"`{name}` must be a floating-point tensor, got dtype {pos.dtype}")
+    if torch.compiler.is_compiling():
+        # reading the data would break the traced graph; eager calls check it
+        return pos
     bad = ~torch.isfinite(pos).all(dim=1)
     if bool(bad.any()):
         idx = bad.nonzero().flatten()[:5].tolist()
@@ -66,22 +69,26 @@ def check_batch(batch, num_nodes: int, name: str = "batch", device=None) -> Tens
     return batch.long()
 
 
+def _check_real(x, name: str, allow_zero: bool) -> float:
+    if isinstance(x, Tensor):
+        if x.numel() != 1:
+            raise ValueError(f"`{name}` must be a scalar, got shape {list(x.shape)}")
+        x = x.item()
+    if isinstance(x, bool) or not isinstance(x, Real):
+        raise ValueError(f"`{name}` must be a real number, got {type(x).__name__}")
+    x = float(x)
+    if not math.isfinite(x) or x < 0 or (x == 0 and not allow_zero):
+        raise ValueError(f"`{name}` must be finite and {'>=' if allow_zero else '>'} 0, got {x}")
+    return x
+
+
 def check_cutoff(r, name: str = "r") -> float:
     """Return the cutoff as a float after checking it is finite and positive.
 
     >>> check_cutoff(5)
     5.0
     """
-    if isinstance(r, Tensor):
-        if r.numel() != 1:
-            raise ValueError(f"`{name}` must be a scalar, got shape {list(r.shape)}")
-        r = r.item()
-    if isinstance(r, bool) or not isinstance(r, Real):
-        raise ValueError(f"`{name}` must be a real number, got {type(r).__name__}")
-    r = float(r)
-    if not math.isfinite(r) or r <= 0:
-        raise ValueError(f"`{name}` must be finite and > 0, got {r}")
-    return r
+    return _check_real(r, name, allow_zero=False)
 
 
 def check_min_distance(d, name: str = "min_distance") -> float:
@@ -91,16 +98,7 @@ def check_min_distance(d, name: str = "min_distance") -> float:
     >>> check_min_distance(1e-4)
     0.0001
     """
-    if isinstance(d, Tensor):
-        if d.numel() != 1:
-            raise ValueError(f"`{name}` must be a scalar, got shape {list(d.shape)}")
-        d = d.item()
-    if isinstance(d, bool) or not isinstance(d, Real):
-        raise ValueError(f"`{name}` must be a real number, got {type(d).__name__}")
-    d = float(d)
-    if not math.isfinite(d) or d < 0:
-        raise ValueError(f"`{name}` must be finite and >= 0, got {d}")
-    return d
+    return _check_real(d, name, allow_zero=True)
 
 
 def check_positive_int(k, name: str, allow_none: bool = False):

@@ -7,6 +7,7 @@ import torch
 from torch import Tensor
 from torch.nn import Embedding, Linear, ModuleList
 from torch.nn.utils import skip_init
+from torch_geometric.utils import degree
 
 from equigraph.data import keys as K
 from equigraph.graph import FullInteractionGraph, RadiusInteractionGraph
@@ -257,9 +258,7 @@ class EGNN(torch.nn.Module):
         coords_count = None
         if self.update_coords and conv0.coords_agg == "mean":
             # The neighbour count of the mean coordinate update is the same in every layer.
-            centre = edge_index[1]
-            coords_count = pos.new_zeros(pos.size(0)).index_add_(0, centre, pos.new_ones(centre.numel()))
-            coords_count = coords_count.clamp_(min=1).unsqueeze(-1)
+            coords_count = degree(edge_index[1], pos.size(0), dtype=pos.dtype).clamp_(min=1).unsqueeze(-1)
         vel_in = vel
         pos_in = pos
         for conv in self.convs:

@@ -17,20 +17,12 @@ from typing import Optional, Tuple
 import torch
 from torch import Tensor
 
+from equigraph.graph.checks import check_pos
+
 __all__ = ["edge_vec", "check_edge_vec_inputs", "edge_vec_unchecked", "safe_norm", "safe_normalize", "edge_length_and_unit"]
 
 #: Default length below which a vector counts as zero length (Å).
 DEFAULT_EPS = 1e-9
-
-
-def _check_pos(pos: Tensor) -> None:
-    if not isinstance(pos, Tensor) or pos.dim() != 2 or pos.size(-1) != 3:
-        shape = tuple(pos.shape) if isinstance(pos, Tensor) else type(pos).__name__
-        raise ValueError(f"`pos` must be a [N, 3] tensor, got {shape}")
-    if not pos.is_floating_point():
-        raise ValueError(f"`pos` must be a floating-point tensor, got {pos.dtype}")
-    if not torch.compiler.is_compiling() and not bool(torch.isfinite(pos).all()):
-        raise ValueError("`pos` contains NaN or inf coordinates")
 
 
 def _check_edge_index(edge_index: Tensor, num_nodes: int) -> None:
@@ -78,7 +70,7 @@ def check_edge_vec_inputs(
     ``torch.compile`` traces, so that they do not break the graph. Models check once per
     forward with this and then call :func:`edge_vec_unchecked` in every layer.
     """
-    _check_pos(pos)
+    check_pos(pos)
     _check_edge_index(edge_index, pos.size(0))
     if shift is None:
         return
