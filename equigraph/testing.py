@@ -19,6 +19,7 @@ type           transformation
 "pseudovector" ``det(R) * v @ R.T``
 "point"        ``p @ R.T + t``
 "cell"         ``cell @ R.T`` (lattice vectors as rows)
+"tensor"       ``R @ T @ R.T`` (stress, on the last two dimensions)
 Irreps         ``x @ D(R).T`` with ``D = Irreps.D_from_matrix(R)`` on the last dimension
                (e3nn >= 0.6 orders ``1o`` components x, y, z, so ``"1o"`` == ``"vector"``)
 ============== =========================================
@@ -52,22 +53,27 @@ __all__ = [
     "random_rotation",
     "random_o3",
     "transform",
+    "lattice_translate",
+    "wigner_D",
     "TYPES",
     "GROUPS",
     "default_tolerance",
     "EquivariantModelTests",
 ]
 
-#: Named equivariance types (besides ``e3nn.o3.Irreps``).
-TYPES = ("scalar", "pseudoscalar", "vector", "pseudovector", "point", "cell")
-
-#: Groups and the checks each one implies (node permutations are added by ``permutation=``).
-GROUPS = {
-    "E3": ("rotation", "reflection", "translation"),
-    "SE3": ("rotation", "translation"),
-    "O3": ("rotation", "reflection"),
-    "SO3": ("rotation",),
-}
+from equigraph.symmetry import (  # noqa: F401  (re-exported: the public test kit names them)
+    GROUPS,
+    TYPES,
+    TypeSpec,
+    lattice_translate,
+    parse_type,
+    random_o3,
+    random_rotation,
+    transform,
+    wigner_D,
+)
+from equigraph.symmetry import as_generator as _as_generator
+from equigraph.symmetry import parse_type as _parse_type
 
 _TOLERANCE = {
     torch.float64: (1e-9, 1e-9),
@@ -79,9 +85,8 @@ _TOLERANCE = {
 # Types assumed for inputs present in ``data`` when ``in_types`` is not given.
 _DEFAULT_IN_TYPES = {K.POS: "point", K.VEL: "vector", K.CELL: "cell", K.FORCES: "vector"}
 # Types assumed for dict outputs that ``out_types`` does not name (design.md's model outputs).
-_DEFAULT_OUT_TYPES = {K.POS: "point", K.VEL: "vector", K.FORCES: "vector", "vec": "vector", K.CELL: "cell"}
-
-TypeSpec = Union[str, o3.Irreps]
+_DEFAULT_OUT_TYPES = {K.POS: "point", K.VEL: "vector", K.FORCES: "vector", K.VEC: "vector", K.CELL: "cell",
+                      K.STRESS: "tensor"}
 
 
 def default_tolerance(dtype: torch.dtype) -> Tuple[float, float]:
@@ -92,140 +97,6 @@ def default_tolerance(dtype: torch.dtype) -> Tuple[float, float]:
         (1e-09, 1e-09)
     """
     return _TOLERANCE.get(dtype, (1e-4, 1e-4))
-
-
-# ---------------------------------------------------------------------------------------
-# Random group elements
-# ---------------------------------------------------------------------------------------
-def _as_generator(generator: Union[None, int, torch.Generator]) -> torch.Generator:
-    if isinstance(generator, torch.Generator):
-        return generator
-    if generator is None:
-        generator = 0
-    if not isinstance(generator, int):
-        raise ValueError(f"`generator` must be None, an int seed or a torch.Generator, got {type(generator).__name__}")
-    return torch.Generator().manual_seed(generator)
-
-
-def random_rotation(
-    *shape: int,
-    generator: Union[None, int, torch.Generator] = None,
-    dtype: torch.dtype = torch.float64,
-    device: Union[None, str, torch.device] = None,
-) -> Tensor:
-    """Uniformly (Haar) distributed rotation matrices, ``det = +1``, shape ``[*shape, 3, 3]``.
-
-    Drawn in float64 (from a unit quaternion) and then cast to ``dtype``.
-
-    Args:
-        *shape (int): batch shape.
-        generator (int or torch.Generator, optional): seed or CPU generator. (default: seed 0)
-        dtype (torch.dtype, optional): output dtype. (default: :obj:`torch.float64`)
-        device (torch.device, optional): output device. (default: :obj:`None`)
-
-    Example:
-        >>> R = random_rotation(generator=1)
-        >>> torch.allclose(R @ R.T, torch.eye(3, dtype=R.dtype)), round(float(torch.det(R)), 6)
-        (True, 1.0)
-    """
-    gen = _as_generator(generator)
-    q = torch.randn(*shape, 4, generator=gen, dtype=torch.float64)
-    q = q / q.norm(dim=-1, keepdim=True)
-    w, x, y, z = q.unbind(-1)
-    R = torch.stack(
-        [
-            1 - 2 * (y * y + z * z), 2 * (x * y - z * w), 2 * (x * z + y * w),
-            2 * (x * y + z * w), 1 - 2 * (x * x + z * z), 2 * (y * z - x * w),
-            2 * (x * z - y * w), 2 * (y * z + x * w), 1 - 2 * (x * x + y * y),
-        ],
-        dim=-1,
-    ).reshape(*shape, 3, 3)
-    return R.to(dtype=dtype, device=device)
-
-
-def random_o3(
-    *shape: int,
-    parity: Optional[bool] = None,
-    generator: Union[None, int, torch.Generator] = None,
-    dtype: torch.dtype = torch.float64,
-    device: Union[None, str, torch.device] = None,
-) -> Tensor:
-    """Random elements of O(3): a Haar rotation, times ``-1`` (an improper rotation,
-    ``det = -1``) when ``parity`` is true, or with probability 1/2 when ``parity`` is None.
-
-    Args:
-        *shape (int): batch shape.
-        parity (bool, optional): force ``det = -1`` (True) or ``+1`` (False). (default: random)
-        generator (int or torch.Generator, optional): seed or CPU generator. (default: seed 0)
-        dtype (torch.dtype, optional): output dtype. (default: :obj:`torch.float64`)
-        device (torch.device, optional): output device. (default: :obj:`None`)
-
-    Example:
-        >>> round(float(torch.det(random_o3(parity=True))), 6)
-        -1.0
-    """
-    gen = _as_generator(generator)
-    R = random_rotation(*shape, generator=gen)
-    if parity is None:
-        sign = torch.where(torch.rand(*shape, generator=gen, dtype=torch.float64) < 0.5, -1.0, 1.0)
-    else:
-        sign = torch.full(shape, -1.0 if parity else 1.0, dtype=torch.float64)
-    return (sign[..., None, None] * R).to(dtype=dtype, device=device)
-
-
-# ---------------------------------------------------------------------------------------
-# Types and transformations
-# ---------------------------------------------------------------------------------------
-def _parse_type(type_: Any, name: str) -> TypeSpec:
-    if isinstance(type_, o3.Irreps):
-        return type_
-    if isinstance(type_, str):
-        if type_ in TYPES:
-            return type_
-        try:
-            return o3.Irreps(type_)
-        except (ValueError, AssertionError) as err:
-            raise ValueError(
-                f"type {type_!r} of {name!r} is neither one of {TYPES} nor valid irreps: {err}"
-            ) from None
-    raise ValueError(f"type of {name!r} must be one of {TYPES} or e3nn Irreps, got {type_!r}")
-
-
-def transform(value: Tensor, type_: TypeSpec, R: Tensor, t: Optional[Tensor] = None, name: str = "value") -> Tensor:
-    """Apply ``g = (R, t)`` to ``value`` of equivariance type ``type_``.
-
-    Computed in float64 and returned in float64 (cast back yourself); ``t`` only moves
-    ``"point"`` values.
-
-    Example:
-        >>> R = torch.tensor([[0.0, -1.0, 0.0], [1.0, 0.0, 0.0], [0.0, 0.0, 1.0]])  # 90 deg about z
-        >>> transform(torch.tensor([[1.0, 0.0, 0.0]]), "point", R, torch.tensor([0.0, 0.0, 1.0]))
-        tensor([[0., 1., 1.]], dtype=torch.float64)
-    """
-    type_ = _parse_type(type_, name)
-    v = value.detach().to(torch.float64)
-    R = R.to(dtype=torch.float64, device=v.device)
-    det = torch.det(R)
-    if type_ == "scalar":
-        return v
-    if type_ == "pseudoscalar":
-        return det * v
-    if isinstance(type_, o3.Irreps):
-        if v.dim() == 0 or v.size(-1) != type_.dim:
-            raise ValueError(
-                f"{name!r} is declared as irreps {type_} (dim {type_.dim}) but its last dimension is "
-                f"{tuple(v.shape)[-1:] or 'missing'}"
-            )
-        D = type_.D_from_matrix(R.cpu()).to(dtype=torch.float64, device=v.device)
-        return v @ D.T
-    if v.dim() == 0 or v.size(-1) != 3:
-        raise ValueError(f"{name!r} is declared {type_!r} but its last dimension is not 3: shape {tuple(v.shape)}")
-    out = v @ R.T
-    if type_ == "pseudovector":
-        out = det * out
-    elif type_ == "point" and t is not None:
-        out = out + t.to(dtype=torch.float64, device=v.device)
-    return out
 
 
 # ---------------------------------------------------------------------------------------
@@ -420,9 +291,11 @@ def assert_equivariant(
             the default ``{pos: "point"}`` plus ``vel: "vector"``, ``cell: "cell"``,
             ``forces: "vector"`` when present. (default: :obj:`None`)
         out_types (optional): a type for a Tensor output, a sequence (or dict by index) for a
-            tuple, ``{key: type}`` for a dict (unnamed keys: ``pos`` point, ``vel``,
-            ``forces``, ``vec`` vector, ``cell`` cell, anything else scalar).
-            (default: :obj:`None`, all scalar except those names)
+            tuple, ``{key: type}`` for a dict. (default: :obj:`None`: the types the module
+            declares in its ``outputs`` (the model contract,
+            :class:`equigraph.models.Output`), which also give each output's level; for a
+            module that declares none, ``pos`` point, ``vel``, ``forces``, ``vec`` vector,
+            ``cell`` cell, ``stress`` tensor, anything else scalar)
         permutation (bool, optional): also check node permutations. (default: :obj:`True`)
         atol (float, optional): absolute tolerance. (default: by output dtype, see module doc)
         rtol (float, optional): relative tolerance. (default: by output dtype, see module doc)
@@ -477,6 +350,16 @@ def assert_equivariant(
     kind, ref = _flatten(module(data.clone()))
     if not ref:
         raise ValueError("the module returned no tensors to check")
+    declared = getattr(module, "outputs", None)
+    if kind == "mapping" and isinstance(declared, Mapping) and all(hasattr(o, "level") for o in declared.values()):
+        undeclared = sorted(set(ref) - set(declared))
+        if undeclared:
+            raise AssertionError(f"the module returned outputs it does not declare: {undeclared}")
+        if out_types is None:
+            out_types = {k: declared[k].type for k in ref}
+        if node_outputs is None and edge_outputs is None:
+            node_outputs = [k for k in ref if declared[k].level == "node"]
+            edge_outputs = [k for k in ref if declared[k].level == "edge"]
     types = _out_types(kind, ref, out_types)
     for name, value in ref.items():
         if value.is_floating_point() and not bool(torch.isfinite(value).all()):

@@ -246,7 +246,9 @@ def read(path: str | os.PathLike, index: int | str | slice = ":", format: str | 
     Raises:
         FileNotFoundError: ``path`` does not exist.
         ValueError: the file cannot be parsed (for XYZ files, with the line number of
-            the first malformed line) or holds no structure.
+            the first malformed line or unknown element), ASE does not know its format, a
+            structure is invalid (non-finite positions, ...: named by its frame index) or
+            none is selected.
 
     Example:
         >>> import os, tempfile
@@ -272,13 +274,31 @@ def read(path: str | os.PathLike, index: int | str | slice = ":", format: str | 
     try:
         result = ase.io.read(path, index=index, format=fmt, **kwargs)
     except Exception as err:
+        from ase.io.formats import UnknownFileTypeError
+
+        if isinstance(err, UnknownFileTypeError):
+            raise ValueError(
+                f"{path}: ASE cannot read this format ({fmt!r}); pass format= one of "
+                "ase.io.formats.ioformats, or convert the file"
+            ) from err
         if fmt in ("xyz", "extxyz"):
             from equigraph.data.xyz import check_xyz
 
             check_xyz(path)
         raise ValueError(f"{path}: ASE could not read it as {fmt!r}: {type(err).__name__}: {err}") from err
-    if isinstance(result, list):
-        if not result:
-            raise ValueError(f"{path}: no structures selected by index={index!r}")
-        return [from_ase(a, dtype=dtype) for a in result]
-    return from_ase(result, dtype=dtype)
+    frames = result if isinstance(result, list) else [result]
+    if not frames:
+        raise ValueError(f"{path}: no structures selected by index={index!r}")
+    out = []
+    for i, atoms in enumerate(frames):
+        try:
+            out.append(from_ase(atoms, dtype=dtype))
+        except ValueError as err:
+            if isinstance(index, int):
+                where = f"frame {index}"
+            elif index == ":":
+                where = f"frame {i}"
+            else:
+                where = f"structure {i} of index={index!r}"
+            raise ValueError(f"{path}: {where}: {err}") from err
+    return out if isinstance(result, list) else out[0]

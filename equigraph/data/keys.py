@@ -43,6 +43,11 @@ EDGE_ATTR = "edge_attr"
 EDGE_VEC = "edge_vec"
 #: ``[N, F]`` float: invariant node features a model outputs (model output key).
 H = "h"
+#: ``[N, T]`` float: per-node contributions whose sum over a graph is the readout ``y``
+#: (minus its per-graph shift); model output key.
+NODE_Y = "node_y"
+#: ``[N]`` float: per-atom energy contributions, eV (model output key of energy models).
+NODE_ENERGY = "node_energy"
 #: ``[N, C, 3]`` float: per-node equivariant vectors a model outputs (model output key).
 VEC = "vec"
 #: ``[N, 3]`` float: regression target for positions (N-body).

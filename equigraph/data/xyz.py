@@ -33,6 +33,13 @@ def _columns(comment: str, where: str) -> tuple[list[tuple[str, str]], bool]:
     return cols, True
 
 
+def _is_element(token: str) -> bool:
+    from ase.data import chemical_symbols
+
+    # ASE reads symbols in any case ("c", "CL"); "X" is its dummy atom.
+    return token.capitalize() in chemical_symbols
+
+
 def _check_token(token: str, kind: str) -> bool:
     if kind == "R":
         try:
@@ -52,8 +59,9 @@ def check_xyz(path: str | os.PathLike) -> None:
     malformed line of an XYZ or extended-XYZ file; return ``None`` if every frame parses.
 
     Checks the atom-count line, the number of columns of each atom line (exact when the
-    comment line has an extxyz ``Properties=``, at least 4 otherwise), that numeric
-    columns parse as numbers, and that the file does not end inside a frame.
+    comment line has an extxyz ``Properties=``, at least 4 otherwise), that the species
+    column holds element symbols ASE knows, that numeric columns parse as numbers, and
+    that the file does not end inside a frame.
 
     Example:
         >>> import tempfile, os
@@ -101,6 +109,10 @@ def check_xyz(path: str | os.PathLike) -> None:
                     f"{lines[lineno]!r}"
                 )
             for c, (token, (name, kind)) in enumerate(zip(tokens, cols)):
+                if name == "species" and not _is_element(token):
+                    raise ValueError(
+                        f"{path}: line {lineno + 1}: unknown element symbol {token!r} (column {c + 1})"
+                    )
                 if not _check_token(token, kind):
                     what = {"R": "a number", "I": "an integer", "L": "a logical (T/F)"}[kind]
                     raise ValueError(

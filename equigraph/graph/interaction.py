@@ -18,6 +18,10 @@ from equigraph.graph.coincidence import DEFAULT_MIN_DISTANCE
 from equigraph.graph.full import full_graph
 from equigraph.graph.knn import knn_graph
 from equigraph.graph.radius import periodic_radius_graph, radius_graph
+from equigraph.registry import Registry
+
+#: Interaction graphs by config name: ``{name: radius, cutoff: 5.0}``, ``full``, ``{name: knn, k: 12}``.
+INTERACTION_GRAPHS = Registry("interaction graph")
 
 
 def is_periodic(data) -> bool:
@@ -35,6 +39,7 @@ def _edge_weight(pos: Tensor, edge_index: Tensor) -> Tensor:
     return (pos[edge_index[0]] - pos[edge_index[1]]).norm(dim=-1)
 
 
+@INTERACTION_GRAPHS.register("radius")
 class RadiusInteractionGraph(torch.nn.Module):
     r"""Edges between atoms of a graph closer than ``cutoff``
     (:func:`equigraph.graph.radius_graph`); with :meth:`from_data`, periodic images when
@@ -87,6 +92,7 @@ def _reject_periodic(obj, data):
                          "a radius graph for periodic data")
 
 
+@INTERACTION_GRAPHS.register("full")
 class FullInteractionGraph(torch.nn.Module):
     r"""Every ordered pair of atoms of the same graph (:func:`equigraph.graph.full_graph`),
     as in EGNN's fully connected setting. Open systems only.
@@ -111,6 +117,7 @@ class FullInteractionGraph(torch.nn.Module):
         return f"{self.__class__.__name__}()"
 
 
+@INTERACTION_GRAPHS.register("knn")
 class KNNInteractionGraph(torch.nn.Module):
     r"""Each atom's ``k`` nearest atoms of the same graph (:func:`equigraph.graph.knn_graph`).
     Open systems only.

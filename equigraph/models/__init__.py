@@ -1,7 +1,17 @@
-"""Whole models on PyG data (``forward(data) -> dict``), their shared readouts and the
-registry that maps config names to constructors."""
-from .registry import available_models, build_model, register_model
+"""Whole models on PyG data (``forward(data) -> dict``) on one contract (declared outputs,
+input checks, graph building: :mod:`equigraph.models.contract`), their shared readouts, the
+energy / forces / stress wrapper, the registry that maps config names to constructors, and
+saving / loading without Lightning."""
+from .contract import EquigraphModel, Graph, Output, declared_outputs, resolve_interaction_graph
+from .registry import MODELS, available_models, build_model, register_model
 from .readout import Readout
 from .egnn import EGNN
+from .force_field import ForceField
+from .io import load, save
 
-__all__ = ["EGNN", "Readout", "register_model", "build_model", "available_models"]
+__all__ = [
+    "EquigraphModel", "Output", "Graph", "declared_outputs", "resolve_interaction_graph",
+    "EGNN", "ForceField", "Readout",
+    "MODELS", "register_model", "build_model", "available_models",
+    "save", "load",
+]

@@ -1,7 +1,7 @@
 """The E(n)-equivariant graph neural network (EGNN) as a whole model on PyG data."""
 from __future__ import annotations
 
-from typing import Callable, Dict, Optional, Union
+from typing import Any, Callable, Dict, Optional, Union
 
 import torch
 from torch import Tensor
@@ -10,35 +10,20 @@ from torch.nn.utils import skip_init
 from torch_geometric.utils import degree
 
 from equigraph.data import keys as K
-from equigraph.graph import FullInteractionGraph, RadiusInteractionGraph
 from equigraph.nn.conv import EGNNConv
-from equigraph.nn.geometry import check_edge_vec_inputs
+from equigraph.nn.cutoff import PolynomialCutoff
+from equigraph.nn.geometry import check_edge_vec_inputs, edge_vec_unchecked
 
+from . import inputs
+from .contract import EquigraphModel, Output, resolve_interaction_graph
 from .readout import Readout
 from .registry import register_model
 
 __all__ = ["EGNN"]
 
-#: Default cutoff of the radius interaction graph, Å.
-DEFAULT_CUTOFF = 5.0
-
-
-def _resolve_interaction_graph(spec):
-    # Plain values keep YAML configs (registry) able to choose the graph.
-    if spec is None:
-        return RadiusInteractionGraph(DEFAULT_CUTOFF)
-    if isinstance(spec, (int, float)) and not isinstance(spec, bool):
-        return RadiusInteractionGraph(float(spec))
-    if isinstance(spec, str) and spec == "full":
-        return FullInteractionGraph()
-    if callable(spec) and hasattr(spec, "from_data"):
-        return spec
-    raise ValueError("interaction_graph must be an interaction-graph object with from_data(data), a radius "
-                     f"cutoff in Å, or 'full'; got {spec!r}")
-
 
 @register_model("egnn")
-class EGNN(torch.nn.Module):
+class EGNN(EquigraphModel):
     r"""The E(n)-equivariant graph neural network from the `"E(n) Equivariant Graph Neural
     Networks" <https://arxiv.org/abs/2102.09844>`_ paper: an embedding of the nodes,
     ``num_layers`` :class:`~equigraph.nn.conv.EGNNConv` layers updating features, positions
@@ -95,8 +80,18 @@ class EGNN(torch.nn.Module):
             (default: :obj:`False`)
         interaction_graph (optional): Builds the graph when the data has no
             ``edge_index``: an object with ``from_data(data)`` (e.g.
-            :class:`equigraph.graph.RadiusInteractionGraph`), a radius cutoff in Å, or
-            :obj:`"full"`. (default: :obj:`RadiusInteractionGraph(5.0)`)
+            :class:`equigraph.graph.RadiusInteractionGraph`), a radius cutoff in Å,
+            :obj:`"full"` or a spec such as ``{name: knn, k: 12}``.
+            (default: :obj:`RadiusInteractionGraph(5.0)`)
+        envelope (bool, optional): With a radius interaction graph, multiply every message
+            and coordinate term by the polynomial envelope
+            :math:`u(r_{ij})` (:class:`~equigraph.nn.PolynomialCutoff`, :math:`p = 6`) of
+            the cutoff, so that outputs and their first and second derivatives are
+            continuous when a neighbour crosses the cutoff (needed for forces, relaxations
+            and MD). Edges of ``data.edge_index`` longer than the cutoff then count for
+            nothing. Ignored for graphs without a cutoff (full, kNN). (default: :obj:`True`)
+        atom_ref (bool, optional): Give the readout a per-element reference table
+            (``max_z`` rows) that the trainer fits for energies. (default: :obj:`False`)
 
     Shapes:
         - **input:** a :class:`~torch_geometric.data.Data` / ``Batch`` with ``pos``
@@ -140,17 +135,24 @@ class EGNN(torch.nn.Module):
         act: Union[str, Callable] = "silu",
         reduce: Optional[str] = "sum",
         graph_mlp: bool = False,
-        interaction_graph=None,
+        interaction_graph: Any = None,
+        envelope: bool = True,
+        atom_ref: bool = False,
     ):
         super().__init__()
-        if not isinstance(num_layers, int) or num_layers <= 0:
-            raise ValueError(f"num_layers must be a positive int, got {num_layers!r}")
+        for name, value in (("hidden_channels", hidden_channels), ("num_layers", num_layers)):
+            if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
+                raise ValueError(f"{name} must be a positive int, got {value!r}")
+        if out_channels is not None and (not isinstance(out_channels, int) or out_channels <= 0):
+            raise ValueError(f"out_channels must be a positive int or None, got {out_channels!r}")
         if in_channels is not None and (not isinstance(in_channels, int) or in_channels <= 0):
             raise ValueError(f"in_channels must be a positive int or None, got {in_channels!r}")
         if in_channels is None and (not isinstance(max_z, int) or max_z <= 0):
             raise ValueError(f"max_z must be a positive int, got {max_z!r}")
         if propagate_velocity and not use_velocity:
             raise ValueError("propagate_velocity=True needs use_velocity=True")
+        if atom_ref and (out_channels is None or reduce is None):
+            raise ValueError("atom_ref=True needs a graph readout (out_channels and reduce='sum' or 'mean')")
         self.hidden_channels = hidden_channels
         self.num_layers = num_layers
         self.out_channels = out_channels
@@ -160,7 +162,9 @@ class EGNN(torch.nn.Module):
         self.use_velocity = use_velocity
         self.propagate_velocity = propagate_velocity
         self.update_coords = update_coords
-        self.interaction_graph = _resolve_interaction_graph(interaction_graph)
+        self.interaction_graph = resolve_interaction_graph(interaction_graph)
+        cutoff = self.cutoff
+        self.envelope = PolynomialCutoff(cutoff) if envelope and cutoff is not None else None
 
         if in_channels is None:
             self.embedding = skip_init(Embedding, max_z, hidden_channels)
@@ -178,7 +182,8 @@ class EGNN(torch.nn.Module):
             if out_channels is None:
                 self.readout = None
             else:
-                self.readout = Readout(hidden_channels, out_channels, reduce=reduce, graph_mlp=graph_mlp, act=act)
+                self.readout = Readout(hidden_channels, out_channels, reduce=reduce, graph_mlp=graph_mlp, act=act,
+                                       max_z=max_z if atom_ref else None)
         self.reset_parameters()
 
     def reset_parameters(self):
@@ -190,91 +195,73 @@ class EGNN(torch.nn.Module):
         if self.readout is not None:
             self.readout.reset_parameters()
 
-    def _embed(self, data) -> Tensor:
-        if self.in_channels is not None:
-            x = getattr(data, K.X, None)
-            if x is None:
-                raise ValueError(f"data.{K.X} is missing: this EGNN was built with in_channels={self.in_channels}")
-            if x.dim() == 1:
-                x = x.unsqueeze(-1)
-            if x.dim() != 2 or x.size(-1) != self.in_channels:
-                raise ValueError(f"data.{K.X} must have shape [N, in_channels={self.in_channels}], "
-                                 f"got {list(x.shape)}")
-            return self.embedding(x.to(self.embedding.weight.dtype))
-        z = getattr(data, K.Z, None)
-        if z is None:
-            raise ValueError(f"data.{K.Z} is missing: build the EGNN with in_channels to embed data.{K.X} instead")
-        if z.dim() != 1 or z.dtype not in (torch.long, torch.int32, torch.int64):
-            raise ValueError(f"data.{K.Z} must be a 1-D integer tensor, got {z.dtype} of shape {list(z.shape)}")
-        if not torch.compiler.is_compiling() and not bool(((z >= 0) & (z < self.max_z)).all()):
-            raise ValueError(f"data.{K.Z} must lie in [0, max_z={self.max_z}), got values in "
-                             f"[{int(z.min())}, {int(z.max())}]")
-        return self.embedding(z)
+    @property
+    def outputs(self) -> Dict[str, Output]:
+        out = {K.H: Output("scalar", "node"), K.POS: Output("point", "node"), K.VEC: Output("vector", "node")}
+        if self.use_velocity:
+            out[K.VEL] = Output("vector", "node")
+        if self.readout is not None:
+            out[K.Y] = Output("scalar", "node" if self.readout.reduce is None else "graph")
+            if self.readout.has_node_contributions:
+                out[K.NODE_Y] = Output("scalar", "node")
+        return out
+
+    def normalizer(self, key: str):
+        return self.readout if key == K.Y else None
 
     def forward(self, data) -> Dict[str, Tensor]:
-        pos = getattr(data, K.POS, None)
-        if pos is None:
-            raise ValueError(f"data.{K.POS} is missing")
-        if pos.dim() != 2 or pos.size(-1) != 3:
-            raise ValueError(f"data.{K.POS} must have shape [N, 3], got {list(pos.shape)}")
-        if pos.size(0) == 0:
-            raise ValueError(f"data.{K.POS} is empty: the data has no nodes")
-        h = self._embed(data)
-        if h.size(0) != pos.size(0):
-            raise ValueError(f"node inputs have {h.size(0)} rows but data.{K.POS} has {pos.size(0)}")
-        batch = getattr(data, K.BATCH, None)
-        cell = getattr(data, K.CELL, None)
-
-        edge_index = getattr(data, K.EDGE_INDEX, None)
-        if edge_index is not None:
-            shift = getattr(data, K.SHIFT, None)
+        pos = inputs.positions(data)
+        n = pos.size(0)
+        z = None
+        if self.in_channels is not None:
+            x = inputs.node_features(data, self.in_channels, n)
+            h = self.embedding(x.to(self.embedding.weight.dtype))
         else:
-            edge_index, shift = self.interaction_graph.from_data(data)
-        edge_attr = getattr(data, K.EDGE_ATTR, None) if self.edge_dim > 0 else None
-        if self.edge_dim > 0 and edge_attr is None:
-            raise ValueError(f"data.{K.EDGE_ATTR} is missing: this EGNN was built with edge_dim={self.edge_dim}")
-        if shift is None:
-            cell = None  # only periodic edges need the cell
-        elif cell is None:
-            raise ValueError(f"data.{K.SHIFT} is given without data.{K.CELL}")
-
+            z = inputs.atomic_numbers(data, self.max_z, n)
+            x = None
+            h = self.embedding(z)
+        if self.readout is not None and self.readout.atom_ref is not None and z is None:
+            z = inputs.atomic_numbers(data, self.readout.max_z, n)
+        batch = getattr(data, K.BATCH, None)
+        edge_index, shift, cell = self.graph(data)
+        num_edges = edge_index.size(1) if edge_index.dim() == 2 else -1
+        edge_attr = inputs.edge_features(data, self.edge_dim, num_edges) if self.edge_dim > 0 else None
         vel = None
         if self.use_velocity:
-            vel = getattr(data, K.VEL, None)
-            if vel is None:
-                raise ValueError(f"data.{K.VEL} is missing: this EGNN was built with use_velocity=True")
-        # Inputs are validated here, once per forward; the layers then run unchecked
-        # (EGNNConv._forward), without shape checks and device syncs in every layer.
-        conv0 = self.convs[0]
-        conv0._check_inputs(h, pos, edge_index, vel, edge_attr, shift, check_values=False)
+            vel = inputs.node_vectors(data, K.VEL, n, "this EGNN was built with use_velocity=True")
+        # Inputs are validated here, once per forward; the layers then run with validate=False.
+        self.convs[0].check_inputs(h, pos, edge_index, vel, edge_attr, shift)
         check_edge_vec_inputs(pos, edge_index, shift, cell, batch)
-        if not torch.compiler.is_compiling():
-            # One device sync for all value checks; the culprit is looked for only on failure.
-            inputs = {K.X: getattr(data, K.X, None) if self.in_channels else None, K.EDGE_ATTR: edge_attr, K.VEL: vel}
-            inputs = {key: value for key, value in inputs.items() if value is not None}
-            if inputs and not bool(torch.stack([torch.isfinite(v).all() for v in inputs.values()]).all()):
-                bad = next(key for key, value in inputs.items() if not bool(torch.isfinite(value).all()))
-                raise ValueError(f"data.{bad} contains NaN or inf")
-        coords_count = None
-        if self.update_coords and conv0.coords_agg == "mean":
+        inputs.check_finite({K.X: x, K.EDGE_ATTR: edge_attr, K.VEL: vel})
+
+        edge_weight = coords_count = None
+        if self.envelope is not None:
+            length = edge_vec_unchecked(pos, edge_index, shift, cell, batch).norm(dim=-1, keepdim=True)
+            edge_weight = self.envelope(length)
+        elif self.update_coords and self.convs[0].coords_agg == "mean":
             # The neighbour count of the mean coordinate update is the same in every layer.
-            coords_count = degree(edge_index[1], pos.size(0), dtype=pos.dtype).clamp_(min=1).unsqueeze(-1)
+            coords_count = degree(edge_index[1], n, dtype=pos.dtype).clamp_(min=1).unsqueeze(-1)
         vel_in = vel
         pos_in = pos
+        vel_out = None
         for conv in self.convs:
-            h, pos, vel_out = conv._forward(h, pos, edge_index, vel=vel, edge_attr=edge_attr, shift=shift, cell=cell,
-                                            batch=batch, coords_count=coords_count)
+            h, pos, vel_out = conv(h, pos, edge_index, vel=vel, edge_attr=edge_attr, shift=shift, cell=cell,
+                                   batch=batch, edge_weight=edge_weight, coords_count=coords_count, validate=False)
             vel = vel_out if self.propagate_velocity else vel_in
         out = {K.H: h, K.POS: pos, K.VEC: (pos - pos_in).unsqueeze(1)}
         if self.use_velocity:
             out[K.VEL] = vel_out
         if self.readout is not None:
             num_graphs = getattr(data, "num_graphs", None) if batch is not None else 1
-            out[K.Y] = self.readout(h, batch, num_graphs)
+            y, nodes = self.readout(h, batch, num_graphs, z=z, return_nodes=True)
+            out[K.Y] = y
+            if nodes is not None and self.readout.reduce is not None:
+                out[K.NODE_Y] = nodes
         return out
 
     def __repr__(self) -> str:
         node_in = f"in_channels={self.in_channels}" if self.in_channels is not None else f"max_z={self.max_z}"
         return (f"{self.__class__.__name__}(hidden_channels={self.hidden_channels}, num_layers={self.num_layers}, "
                 f"out_channels={self.out_channels}, {node_in}, edge_dim={self.edge_dim}, "
-                f"use_velocity={self.use_velocity}, update_coords={self.update_coords})")
+                f"use_velocity={self.use_velocity}, update_coords={self.update_coords}, "
+                f"interaction_graph={self.interaction_graph}, envelope={self.envelope is not None})")

@@ -1,5 +1,7 @@
 """Maps configuration names (``"egnn"``, ...) to model constructors, so that the trainer and
-the CLI build models from a config without naming a class.
+the CLI build models from a config without naming a class. It is one
+:class:`equigraph.registry.Registry`; nested specs (a wrapper's ``backbone`` or ``model``)
+are built by the wrapper with :func:`build_model`.
 
 Example:
     >>> from equigraph.models import build_model, available_models
@@ -8,57 +10,45 @@ Example:
     >>> model = build_model("egnn", hidden_channels=16, num_layers=2)
     >>> type(model).__name__
     'EGNN'
+    >>> build_model({"name": "egnn", "hidden_channels": "16"})
+    Traceback (most recent call last):
+    ...
+    ValueError: model 'egnn': hidden_channels must be int, got '16' (str)
 """
 from __future__ import annotations
 
-from typing import Callable, Dict, List
+from typing import Any, List, Mapping, Union
 
 import torch
 
-__all__ = ["register_model", "build_model", "available_models"]
+from equigraph.registry import Registry
 
-_MODELS: Dict[str, Callable[..., torch.nn.Module]] = {}
+__all__ = ["MODELS", "register_model", "build_model", "available_models"]
+
+#: The model registry.
+MODELS = Registry("model")
 
 
-def register_model(name: str) -> Callable[[Callable[..., torch.nn.Module]], Callable[..., torch.nn.Module]]:
+def register_model(name: str):
     """Class (or factory) decorator registering a model constructor under ``name``.
 
     Raises:
         ValueError: if ``name`` is empty or already registered to another constructor.
     """
-    if not isinstance(name, str) or not name:
-        raise ValueError(f"name must be a non-empty string, got {name!r}")
-    key = name.lower()
-
-    def decorator(constructor):
-        existing = _MODELS.get(key)
-        if existing is not None and existing is not constructor:
-            raise ValueError(f"model name {name!r} is already registered to {existing!r}")
-        _MODELS[key] = constructor
-        return constructor
-
-    return decorator
+    return MODELS.register(name)
 
 
-def build_model(name: str, **kwargs) -> torch.nn.Module:
-    """Build the model registered as ``name`` (case-insensitive) with ``kwargs``.
+def build_model(spec: Union[str, Mapping[str, Any], torch.nn.Module], **kwargs) -> torch.nn.Module:
+    """Build the model of ``spec`` (a registry name, ``{name: ..., **kwargs}``, or a module,
+    returned as it is), with ``kwargs`` added.
 
     Raises:
-        ValueError: if no model is registered under ``name`` (the message lists them), or
-            if ``kwargs`` has an argument the constructor does not take.
+        ValueError: for an unknown name (the message lists them), an argument the
+            constructor does not take, or a value of the wrong type.
     """
-    key = name.lower() if isinstance(name, str) else name
-    if key not in _MODELS:
-        raise ValueError(f"unknown model {name!r}; available: {', '.join(available_models())}")
-    try:
-        return _MODELS[key](**kwargs)
-    except TypeError as err:
-        # A misspelt config key surfaces as a TypeError deep in __init__; name the model.
-        if "unexpected keyword argument" in str(err):
-            raise ValueError(f"model {name!r}: {err}") from err
-        raise
+    return MODELS.build(spec, **kwargs)
 
 
 def available_models() -> List[str]:
     """Sorted names of the registered models."""
-    return sorted(_MODELS)
+    return MODELS.names()

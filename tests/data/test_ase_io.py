@@ -178,3 +178,24 @@ def test_read_bad_paths(tmp_path):
     write(path, molecule("H2O"))
     with pytest.raises(ValueError, match="no structures"):
         read(path, index="5:")
+
+
+def test_read_names_file_and_frame_of_non_finite_positions(tmp_path):
+    path = tmp_path / "nan.xyz"
+    path.write_text("1\na\nH 0 0 0\n2\nb\nH 0 0 0\nH 0 nan 1\n")
+    with pytest.raises(ValueError, match=r"nan.xyz: frame 1: .*not finite"):
+        read(path)
+    with pytest.raises(ValueError, match=r"nan.xyz: frame 1: .*not finite"):
+        read(path, index=1)
+    assert read(path, index=0).num_nodes == 1
+
+
+def test_read_unknown_element_and_unknown_format(tmp_path):
+    path = tmp_path / "uuo.xyz"
+    path.write_text("1\na\nH 0 0 0\n2\nb\nUuo 0 0 0\nH 0 0 1\n")
+    with pytest.raises(ValueError, match=r"uuo.xyz: line 6: unknown element symbol 'Uuo'"):
+        read(path)
+    other = tmp_path / "notes.foo"
+    other.write_text("hello\n")
+    with pytest.raises(ValueError, match=r"notes.foo: ASE cannot read this format"):
+        read(other)

@@ -136,3 +136,204 @@ def test_rdkit_is_imported_lazily():
             elif isinstance(node, ast.ImportFrom):
                 names = [node.module or ""]
             assert not any(n.split(".")[0] == "rdkit" for n in names), path.name
+
+
+# --- several fragments (salts, solvates) --------------------------------------------------
+
+def _heavy_kabsch_rmsd(a, b):
+    a = a - a.mean(0)
+    b = b - b.mean(0)
+    u, _, vt = torch.linalg.svd(a.T @ b)
+    d = torch.sign(torch.linalg.det(u @ vt))
+    rot = u @ torch.diag(torch.tensor([1.0, 1.0, d], dtype=a.dtype)) @ vt
+    return ((a @ rot - b) ** 2).sum(1).mean().sqrt().item()
+
+
+def _fragments(smiles):
+    return Chem.GetMolFrags(Chem.AddHs(Chem.MolFromSmiles(smiles)))
+
+
+GAP = 4.0  # the documented default gap between fragments, Å
+
+
+@pytest.mark.parametrize("smiles", ["[Na+].[Cl-]", "CC(=O)[O-].[NH4+]", "O.O.CCO", "c1ccccc1.[K+].[Br-]"])
+def test_fragments_are_laid_out_apart(smiles):
+    mol = Chem.AddHs(Chem.MolFromSmiles(smiles))
+    frags = Chem.GetMolFrags(mol)
+    for d in from_smiles(smiles, num_conformers=2, dtype=torch.float64):
+        dist = torch.cdist(d.pos, d.pos)
+        for a in range(len(frags)):
+            for b in range(a + 1, len(frags)):
+                assert dist[list(frags[a])][:, list(frags[b])].min() >= GAP - 1e-9
+            own = list(frags[a])
+            inside = dist[own][:, own] + torch.eye(len(own), dtype=torch.float64) * 9
+            assert inside.min() > 0.9  # no collapsed atoms inside a fragment
+        for bond in mol.GetBonds():
+            assert 0.9 < dist[bond.GetBeginAtomIdx(), bond.GetEndAtomIdx()] < 1.6
+
+
+def test_fragment_geometry_matches_the_lone_molecule_and_gap_is_a_parameter():
+    # Ethanol embedded next to two waters has the bond lengths of ethanol embedded alone
+    # (relaxed on its own, not squeezed by the waters).
+    alone = from_smiles("CCO", dtype=torch.float64)
+    solvated = from_smiles("O.O.CCO", dtype=torch.float64)
+    idx = list(_fragments("O.O.CCO")[2])
+    assert solvated.z[idx].tolist() == alone.z.tolist()
+    ethanol = Chem.AddHs(Chem.MolFromSmiles("CCO"))
+    for bond in ethanol.GetBonds():
+        i, j = bond.GetBeginAtomIdx(), bond.GetEndAtomIdx()
+        assert torch.dist(solvated.pos[idx[i]], solvated.pos[idx[j]]).item() == pytest.approx(
+            torch.dist(alone.pos[i], alone.pos[j]).item(), abs=0.01)
+    from equigraph.data.rdkit_io import FRAGMENT_GAP
+
+    assert FRAGMENT_GAP == GAP
+    d = from_smiles("[Na+].[Cl-]", fragment_gap=6.5, dtype=torch.float64)
+    assert torch.dist(d.pos[0], d.pos[1]).item() == pytest.approx(6.5)
+    with pytest.raises(ValueError, match="fragment_gap"):
+        from_smiles("[Na+].[Cl-]", fragment_gap=-1.0)
+
+
+# --- several conformers --------------------------------------------------------------------
+
+def test_conformers_differ_with_the_default_seed():
+    confs = from_smiles("CCCCO", num_conformers=4, dtype=torch.float64)
+    again = from_smiles("CCCCO", num_conformers=4, dtype=torch.float64)
+    assert all(torch.equal(a.pos, b.pos) for a, b in zip(confs, again))
+    heavy = confs[0].z > 1
+    for i in range(len(confs)):
+        for j in range(i + 1, len(confs)):
+            assert _heavy_kabsch_rmsd(confs[i].pos[heavy], confs[j].pos[heavy]) > 0.01, (i, j)
+
+
+def test_conformers_relaxing_to_one_minimum_are_redrawn():
+    # With seed 7, two of the first four embeddings of CCCCO relax to the same minimum.
+    confs = from_smiles("CCCCO", num_conformers=4, seed=7, dtype=torch.float64)
+    heavy = confs[0].z > 1
+    assert min(_heavy_kabsch_rmsd(a.pos[heavy], b.pos[heavy])
+               for k, a in enumerate(confs) for b in confs[k + 1:]) > 0.01
+    # A rigid molecule has one minimum: its conformers are kept, not an error.
+    water = from_smiles("O", num_conformers=3, dtype=torch.float64)
+    assert len(water) == 3 and _heavy_kabsch_rmsd(water[0].pos, water[1].pos) < 0.01
+
+
+# --- 2D and hydrogen-less SDF records --------------------------------------------------------
+
+def _embedded(smiles, seed=1):
+    mol = Chem.AddHs(Chem.MolFromSmiles(smiles))
+    AllChem.EmbedMolecule(mol, randomSeed=seed)
+    return mol
+
+
+def _write_sdf(path, mols, names=None):
+    writer = Chem.SDWriter(str(path))
+    for i, mol in enumerate(mols):
+        if names is not None and names[i] is not None:
+            mol.SetProp("_Name", names[i])
+        writer.write(mol)
+    writer.close()
+    return path
+
+
+def _flattened(mol):
+    # A 3D molecule with every z set to 0, as a 2D depiction tool would write it.
+    mol = Chem.Mol(mol)
+    conf = mol.GetConformer()
+    for i in range(mol.GetNumAtoms()):
+        p = conf.GetAtomPosition(i)
+        conf.SetAtomPosition(i, (p.x, p.y, 0.0))
+    return mol
+
+
+def _depiction(smiles):
+    mol = Chem.MolFromSmiles(smiles)
+    AllChem.Compute2DCoords(mol)
+    return mol
+
+
+def test_read_sdf_refuses_2d_depictions(tmp_path):
+    records = [_embedded("CCO"), _flattened(_embedded("CCN"))]
+    path = _write_sdf(tmp_path / "flat.sdf", records, ["ok", "amine"])
+    with pytest.raises(ValueError, match=r"flat.sdf: record 1 \('amine'\): .*2D depiction.*embed=True"):
+        read_sdf(path)
+    # A depiction with explicit hydrogens and a 2D header, without a name; even a molecule
+    # that could be planar (formaldehyde).
+    for smiles in ("CO", "C=O"):
+        path = _write_sdf(tmp_path / "depict.sdf", [Chem.AddHs(_depiction(smiles), addCoords=True)])
+        with pytest.raises(ValueError, match=r"depict.sdf: record 0: .*2D depiction"):
+            read_sdf(path)
+
+
+def test_read_sdf_keeps_planar_3d_molecules_in_the_xy_plane(tmp_path):
+    # RDKit embeds water and formaldehyde with z = 0 and writes a 3D header: a 3D geometry.
+    mols = [_embedded("O"), _flattened(_embedded("C=O"))]
+    assert all(not m.GetConformer().GetPositions()[:, 2].any() for m in mols)
+    graphs = read_sdf(_write_sdf(tmp_path / "planar.sdf", mols))
+    assert [g.num_nodes for g in graphs] == [3, 4]
+
+
+def test_read_sdf_refuses_missing_hydrogens(tmp_path):
+    heavy = Chem.RemoveHs(_embedded("CC(=O)O"))
+    path = _write_sdf(tmp_path / "noh.sdf", [_embedded("C"), heavy], [None, "acid"])
+    with pytest.raises(ValueError, match=r"noh.sdf: record 1 \('acid'\): no explicit hydrogens.*embed=True"):
+        read_sdf(path)
+    # Molecules that need no hydrogens are read as they are.
+    ions = Chem.MolFromSmiles("[Na+].[Cl-]")
+    ions.AddConformer(Chem.Conformer(2))
+    ions.GetConformer().SetAtomPosition(1, (2.8, 0.1, 0.3))
+    ions.GetConformer().Set3D(True)
+    assert read_sdf(_write_sdf(tmp_path / "ions.sdf", [ions]))[0].z.tolist() == [11, 17]
+
+
+def test_read_sdf_embed_adds_hydrogens_and_3d_coordinates(tmp_path):
+    good = _embedded("CCO")
+    records = [good, _depiction("CC(=O)O"), Chem.RemoveHs(_embedded("CCCN")), _depiction("[Na+].[Cl-]")]
+    path = _write_sdf(tmp_path / "mixed.sdf", records)
+    graphs = read_sdf(path, embed=True, dtype=torch.float64)
+    as_given = torch.tensor(good.GetConformer().GetPositions())
+    assert torch.allclose(graphs[0].pos, as_given, atol=1e-4)
+    assert graphs[1].z.tolist() == [6, 6, 8, 8, 1, 1, 1, 1]
+    assert graphs[2].z.tolist() == [6, 6, 6, 7] + [1] * 9
+    for g in graphs[1:3]:
+        assert g.pos[:, 2].abs().max() > 0.1
+        dist = torch.cdist(g.pos, g.pos) + torch.eye(g.num_nodes, dtype=torch.float64) * 9
+        assert dist.min() > 0.9
+    acid = graphs[1].pos
+    assert 1.19 < torch.dist(acid[1], acid[2]) < 1.24  # C=O from the force field, not the depiction
+    assert torch.dist(graphs[3].pos[0], graphs[3].pos[1]) >= 4.0  # fragments laid out apart
+    again = read_sdf(path, embed=True, dtype=torch.float64)
+    assert all(torch.equal(a.pos, b.pos) for a, b in zip(graphs, again))
+    assert read_sdf(path, embed=True, remove_hs=True)[2].z.tolist() == [6, 6, 6, 7]
+
+
+@pytest.mark.parametrize("smiles", ["C[C@@H](N)O", "C[C@H](N)O", "C/C=C\\C"])
+def test_read_sdf_embed_keeps_the_drawn_stereo(tmp_path, smiles):
+    graph = read_sdf(_write_sdf(tmp_path / "s.sdf", [_depiction(smiles)]), embed=True, dtype=torch.float64)[0]
+    mol = Chem.AddHs(Chem.MolFromSmiles(smiles))
+    conf = Chem.Conformer(mol.GetNumAtoms())
+    for i, p in enumerate(graph.pos.tolist()):
+        conf.SetAtomPosition(i, p)
+    mol.AddConformer(conf)
+    Chem.AssignStereochemistryFrom3D(mol)
+    assert Chem.MolToSmiles(Chem.RemoveHs(mol)) == Chem.MolToSmiles(Chem.MolFromSmiles(smiles))
+
+
+def test_read_sdf_empty_file_and_properties_per_record(tmp_path):
+    from torch_geometric.data import Batch
+
+    empty = tmp_path / "empty.sdf"
+    empty.write_text("")
+    with pytest.raises(ValueError, match=r"empty.sdf: .*no records"):
+        read_sdf(empty)
+    mols = [_embedded(s) for s in ("CCO", "CC", "C")]
+    mols[0].SetProp("energy", "-1.5"), mols[0].SetProp("homo", "-0.3"), mols[0].SetProp("tag", "a")
+    mols[1].SetProp("energy", "-2.5"), mols[1].SetProp("tag", "b")
+    mols[2].SetProp("energy", "n/a"), mols[2].SetProp("tag", "7")
+    path = _write_sdf(tmp_path / "props.sdf", mols, ["ethanol", None, "methane"])
+    with pytest.warns(UserWarning, match=r"props.sdf: .*'homo'.*record 1"):
+        graphs = read_sdf(path)
+    assert [g.name for g in graphs] == ["ethanol", f"{path}[1]", "methane"]
+    assert "homo" not in graphs[0]
+    assert [g.energy for g in graphs] == ["-1.5", "-2.5", "n/a"]  # text in one record: text in all
+    assert [g.tag for g in graphs] == ["a", "b", "7"]
+    batch = Batch.from_data_list(graphs)
+    assert batch.num_graphs == 3 and batch.name == ["ethanol", f"{path}[1]", "methane"]

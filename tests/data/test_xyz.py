@@ -30,3 +30,9 @@ def test_bad_lines_named(tmp_path, text, message):
     with pytest.raises(ValueError, match=message) as err:
         check_xyz(path)
     assert str(path) in str(err.value)
+
+
+def test_unknown_element_named(tmp_path):
+    assert check_xyz(_write(tmp_path, "3\nc\nc 0 0 0\nCL 0 0 2\nX 0 0 4\n")) is None  # ASE's spellings
+    with pytest.raises(ValueError, match=r"line 4: unknown element symbol 'Xx' \(column 1\)"):
+        check_xyz(_write(tmp_path, "2\nc\nH 0 0 0\nXx 0 0 1\n"))

@@ -57,7 +57,8 @@ class TestMolecule(EquivariantModelTests):
 
     def test_outputs(self, model, data_list):
         out = model(data_list[1])
-        assert set(out) == {"h", "y", "pos", "vec"}
+        assert set(out) == {"h", "y", "node_y", "pos", "vec"}
+        torch.testing.assert_close(out["node_y"].sum(0, keepdim=True), out["y"])
         assert out["h"].shape == (6, 8) and out["y"].shape == (1, 2)
         assert out["pos"].shape == (6, 3) and out["vec"].shape == (6, 1, 3)
         torch.testing.assert_close(out["vec"][:, 0], out["pos"] - data_list[1].pos)
@@ -247,10 +248,9 @@ def test_reset_parameters_restores_fresh_init():
 
 
 def test_repr():
-    assert repr(EGNN(hidden_channels=8, num_layers=2, in_channels=3, edge_dim=1)) == (
-        "EGNN(hidden_channels=8, num_layers=2, out_channels=None, in_channels=3, edge_dim=1, "
-        "use_velocity=False, update_coords=True)"
-    )
+    text = repr(EGNN(hidden_channels=8, num_layers=2, in_channels=3, edge_dim=1, interaction_graph="full"))
+    assert text == ("EGNN(hidden_channels=8, num_layers=2, out_channels=None, in_channels=3, edge_dim=1, "
+                    "use_velocity=False, update_coords=True, interaction_graph=FullInteractionGraph(), envelope=False)")
 
 
 @pytest.mark.slow
@@ -271,7 +271,7 @@ def test_layers_run_unchecked_with_the_same_result():
     # count); chaining the layers' public forward must give the same output.
     torch.manual_seed(0)
     model = EGNN(in_channels=1, edge_dim=1, use_velocity=True, propagate_velocity=True, hidden_channels=8,
-                 num_layers=3)
+                 num_layers=3, interaction_graph="full")
     _randomise_coords(model)
     data = _nbody(6, seed=4)
     data.edge_index = data.edge_index[:, 3:]  # unequal neighbour counts, node 0 fewer

@@ -11,7 +11,7 @@ from torch.nn import Linear, Sequential, Sigmoid
 from torch.nn.utils import skip_init
 from torch_geometric.nn import MessagePassing
 from torch_geometric.nn.resolver import activation_resolver
-from torch_geometric.utils import scatter
+from torch_geometric.utils import degree, scatter
 
 from ..geometry import check_edge_vec_inputs, edge_vec_unchecked
 
@@ -65,8 +65,9 @@ class EGNNConv(MessagePassing):
     :math:`|\mathcal{V}|` instead of :math:`|\mathcal{E}|` matrix rows. Parameters keep the
     reference code's layout (``edge_mlp``, ``att_mlp``, ``node_mlp``, ``coord_mlp`` and
     ``vel_mlp`` for its ``coord_mlp_vel``), so its weights load by name.
-    :meth:`edge_update` computes :math:`\mathbf{m}_{ij}` (through PyG's ``edge_updater``),
-    :meth:`propagate` sums it over neighbours with :func:`torch_geometric.utils.scatter`.
+    :meth:`message` computes :math:`\mathbf{m}_{ij}` and the coordinate term
+    :math:`-\mathbf{r}_{ij}\phi_x(\mathbf{m}_{ij})` side by side, so that one sum over
+    neighbours (:func:`torch_geometric.utils.scatter`) aggregates both.
 
     Args:
         in_channels (int): Size of the node features :math:`\mathbf{h}`.
@@ -222,36 +223,33 @@ class EGNNConv(MessagePassing):
         shift: Optional[Tensor] = None,
         cell: Optional[Tensor] = None,
         batch: Optional[Tensor] = None,
+        edge_weight: Optional[Tensor] = None,
+        coords_count: Optional[Tensor] = None,
+        validate: bool = True,
     ) -> tuple[Tensor, Tensor, Optional[Tensor]]:
         """Returns the updated ``(h, pos, vel)``; ``vel`` is :obj:`None` without
-        ``velocity=True``."""
-        self._check_inputs(h, pos, edge_index, vel, edge_attr, shift)
-        check_edge_vec_inputs(pos, edge_index, shift, cell, batch)
-        return self._forward(h, pos, edge_index, vel, edge_attr, shift, cell, batch)
+        ``velocity=True``.
 
-    def _forward(
-        self,
-        h: Tensor,
-        pos: Tensor,
-        edge_index: Tensor,
-        vel: Optional[Tensor] = None,
-        edge_attr: Optional[Tensor] = None,
-        shift: Optional[Tensor] = None,
-        cell: Optional[Tensor] = None,
-        batch: Optional[Tensor] = None,
-        coords_count: Optional[Tensor] = None,
-    ) -> tuple[Tensor, Tensor, Optional[Tensor]]:
-        # forward without input checks: a model validates its inputs once and then runs
-        # every layer through here, without a device sync per layer. ``coords_count`` is
-        # the clamped [N, 1] neighbour count of the "mean" aggregation, the same for all
-        # layers of a model.
+        ``edge_weight`` ``[E, 1]`` multiplies each message and coordinate term (a cutoff
+        envelope :math:`u(r_{ij})`, so that the layer is smooth where edges enter or leave);
+        with it, the ``"mean"`` coordinate update divides by :math:`1 + \sum_j u(r_{ij})`
+        instead of the neighbour count, which would jump. ``coords_count`` ``[N, 1]`` is the
+        neighbour count of the ``"mean"`` update when the caller has it (a model computes it
+        once for all its layers). ``validate=False`` skips the input checks: a model checks
+        its inputs once (:mod:`equigraph.models.inputs`) and runs its layers without a
+        device sync each.
+        """
+        if validate:
+            self.check_inputs(h, pos, edge_index, vel, edge_attr, shift, edge_weight)
+            check_edge_vec_inputs(pos, edge_index, shift, cell, batch)
         num_nodes = h.size(0)
         vec = edge_vec_unchecked(pos, edge_index, shift, cell, batch)
         sq_dist = vec.square().sum(dim=-1, keepdim=True)
         geo = sq_dist if edge_attr is None else torch.cat([sq_dist, edge_attr], dim=-1)
 
         # Every Linear block that reads h (phi_e's centre and neighbour blocks, phi_h's h
-        # block, phi_v's first layer) runs as one matmul; the neighbour block has no bias.
+        # block, phi_v's first layer) runs as one matmul on the nodes; message() gathers
+        # the centre and neighbour blocks per edge. The neighbour block has no bias.
         f, hid = self.in_channels, self.hidden_channels
         edge_in, node_in = self.edge_mlp[0], self.node_mlp[0]
         weights = [edge_in.weight[:, :f], edge_in.weight[:, f:2 * f], node_in.weight[:, :f]]
@@ -260,26 +258,23 @@ class EGNNConv(MessagePassing):
             weights.append(self.vel_mlp[0].weight)
             biases.append(self.vel_mlp[0].bias)
         parts = torch.addmm(torch.cat(biases), h, torch.cat(weights).t()).split(hid, dim=-1)
-        # (1 + D, hidden) contiguous: a matmul with so few input columns has a several
-        # times faster backward in this layout (BLAS skinny-matrix kernels).
-        geo_weight = edge_in.weight[:, 2 * f:].t().contiguous()
-        m = self.edge_updater(edge_index, centre=parts[0], neighbour=parts[1], geo=geo, geo_weight=geo_weight)
-        msg_sum = self.propagate(edge_index, m=m, size=(num_nodes, num_nodes))
+        # One scatter sums the messages and, with update_coords, the coordinate terms
+        # (message() returns them side by side).
+        agg = self.propagate(edge_index, centre=parts[0], neighbour=parts[1], geo=geo, vec=vec,
+                             edge_weight=edge_weight, size=(num_nodes, num_nodes))
+        msg_sum = agg[:, :hid]
 
         if self.coord_mlp is not None:
-            hidden, last = self.coord_mlp[0], self.coord_mlp[2]
-            weight = F.linear(self.act(hidden(m)), last.weight)
-            if self.tanh:
-                weight = self.coords_range * torch.tanh(weight)
-            if self.normalize:
-                weight = weight / (vec.detach().norm(dim=-1, keepdim=True) + self.eps)
-            centre = edge_index[1]
-            if self.coords_agg == "mean" and coords_count is not None:
-                delta = scatter(vec * weight, centre, dim=0, dim_size=num_nodes, reduce="sum") / coords_count
-            else:
-                delta = scatter(vec * weight, centre, dim=0, dim_size=num_nodes, reduce=self.coords_agg)
-            # x_i - x_j = -vec: negate after aggregating, on N rows instead of E.
-            delta = -delta
+            # x_i - x_j = -vec: negated after aggregating, on N rows instead of E.
+            delta = -agg[:, hid:]
+            if self.coords_agg == "mean":
+                if edge_weight is not None:
+                    count = 1.0 + scatter(edge_weight, edge_index[1], dim=0, dim_size=num_nodes, reduce="sum")
+                elif coords_count is not None:
+                    count = coords_count
+                else:
+                    count = degree(edge_index[1], num_nodes, dtype=delta.dtype).clamp_(min=1).unsqueeze(-1)
+                delta = delta / count
             if self.vel_mlp is not None:
                 delta = delta + self.vel_mlp[2](self.act(parts[3])) * vel
                 vel = delta
@@ -291,21 +286,32 @@ class EGNNConv(MessagePassing):
             out = h + out
         return out, pos, vel
 
-    def edge_update(self, centre_i: Tensor, neighbour_j: Tensor, geo: Tensor, geo_weight: Tensor) -> Tensor:
+    def message(self, centre_i: Tensor, neighbour_j: Tensor, geo: Tensor, vec: Tensor,
+                edge_weight: Optional[Tensor]) -> Tensor:
+        # phi_e on [h_i, h_j, |r_ij|^2, a_ij]: the node blocks were applied per node, the
+        # geometric columns are applied here. (1 + D, hidden) contiguous: a matmul with so
+        # few input columns has a several times faster backward in this layout.
+        f = self.in_channels
+        geo_weight = self.edge_mlp[0].weight[:, 2 * f:].t().contiguous()
         m = torch.addmm(centre_i + neighbour_j, geo, geo_weight)
         m = self.act(self.edge_mlp[2](self.act(m)))
         if self.att_mlp is not None:
             m = m * torch.sigmoid(self.att_mlp[0](m))
-        return m
+        if self.coord_mlp is None:
+            return m if edge_weight is None else m * edge_weight
+        weight = F.linear(self.act(self.coord_mlp[0](m)), self.coord_mlp[2].weight)
+        if self.tanh:
+            weight = self.coords_range * torch.tanh(weight)
+        if self.normalize:
+            weight = weight / (vec.detach().norm(dim=-1, keepdim=True) + self.eps)
+        out = torch.cat([m, vec * weight], dim=-1)
+        return out if edge_weight is None else out * edge_weight
 
-    def message(self, m: Tensor) -> Tensor:
-        return m
-
-    def aggregate(self, inputs: Tensor, index: Tensor, ptr: Optional[Tensor] = None,
-                  dim_size: Optional[int] = None) -> Tensor:
-        return scatter(inputs, index, dim=0, dim_size=dim_size, reduce="sum")
-
-    def _check_inputs(self, h, pos, edge_index, vel, edge_attr, shift, check_values: bool = True):
+    def check_inputs(self, h: Tensor, pos: Tensor, edge_index: Tensor, vel: Optional[Tensor] = None,
+                     edge_attr: Optional[Tensor] = None, shift: Optional[Tensor] = None,
+                     edge_weight: Optional[Tensor] = None) -> None:
+        """Shapes of the layer's inputs (and finite velocities); ``ValueError`` naming the
+        argument. :meth:`forward` calls it unless ``validate=False``."""
         if h.dim() != 2 or h.size(-1) != self.in_channels:
             raise ValueError(f"h must have shape [N, {self.in_channels}], got {list(h.shape)}")
         if h.size(0) == 0:
@@ -333,9 +339,10 @@ class EGNNConv(MessagePassing):
                              "built with edge_dim=0")
         if shift is not None and shift.shape != (num_edges, 3):
             raise ValueError(f"shift must have shape [E={num_edges}, 3], got {list(shift.shape)}")
+        if edge_weight is not None and edge_weight.shape != (num_edges, 1):
+            raise ValueError(f"edge_weight must have shape [E={num_edges}, 1], got {list(edge_weight.shape)}")
         # NaN/inf in pos is reported by check_edge_vec_inputs.
-        if (self.velocity and check_values and not torch.compiler.is_compiling()
-                and not bool(torch.isfinite(vel).all())):
+        if self.velocity and not torch.compiler.is_compiling() and not bool(torch.isfinite(vel).all()):
             raise ValueError("vel contains NaN or inf")
 
     def __repr__(self) -> str:

@@ -1,0 +1,146 @@
+"""The model contract every equigraph model implements.
+
+A model is a :class:`torch.nn.Module` whose ``forward(data)`` takes a PyG ``Data`` /
+``Batch`` and returns a ``dict[str, Tensor]``. It *declares* what it returns,
+:attr:`EquigraphModel.outputs`: for each key an :class:`Output` with its equivariance type
+(:mod:`equigraph.symmetry`) and its level (one row per graph, node or edge). Wrappers
+(:class:`~equigraph.models.ForceField`, frame averaging), the trainer and
+:func:`equigraph.testing.assert_equivariant` read the declaration instead of guessing from
+names.
+
+A model validates its inputs once per forward with the public checks of
+:mod:`equigraph.models.inputs`, and builds its graph through :meth:`EquigraphModel.graph`
+(``data.edge_index`` when present, else its ``interaction_graph``).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Dict, NamedTuple, Optional
+
+import torch
+from torch import Tensor
+
+from equigraph.data import keys as K
+from equigraph.graph import RadiusInteractionGraph
+from equigraph.symmetry import TypeSpec, parse_type
+
+__all__ = ["Output", "Graph", "EquigraphModel", "LEVELS", "resolve_interaction_graph", "declared_outputs"]
+
+#: Row layout of an output: one row per graph, per node or per edge of the batch.
+LEVELS = ("graph", "node", "edge")
+
+
+@dataclass(frozen=True)
+class Output:
+    """Declaration of one model output.
+
+    Args:
+        type (str or Irreps): equivariance type, one of :data:`equigraph.symmetry.TYPES`
+            or e3nn irreps. (default: :obj:`"scalar"`)
+        level (str): ``"graph"``, ``"node"`` or ``"edge"``. (default: :obj:`"graph"`)
+
+    >>> Output("vector", "node")
+    Output(type='vector', level='node')
+    """
+
+    type: TypeSpec = "scalar"
+    level: str = "graph"
+
+    def __post_init__(self):
+        object.__setattr__(self, "type", parse_type(self.type, "Output.type"))
+        if self.level not in LEVELS:
+            raise ValueError(f"Output.level must be one of {LEVELS}, got {self.level!r}")
+
+
+class Graph(NamedTuple):
+    """The graph a model runs on: ``edge_index`` ``[2, E]``, and for periodic data the
+    integer image offsets ``shift`` ``[E, 3]`` and the cells ``[G, 3, 3]`` (else
+    :obj:`None`)."""
+
+    edge_index: Tensor
+    shift: Optional[Tensor] = None
+    cell: Optional[Tensor] = None
+
+
+#: Default cutoff of radius interaction graphs, Å.
+DEFAULT_CUTOFF = 5.0
+
+
+def resolve_interaction_graph(spec):
+    """An interaction-graph object from a config value: :obj:`None` (a 5 Å radius graph), a
+    radius cutoff in Å, ``"full"``, ``{"name": "radius" | "full" | "knn", ...}`` or an
+    object with ``from_data(data)``.
+
+    >>> resolve_interaction_graph(4.0)
+    RadiusInteractionGraph(cutoff=4.0, max_num_neighbors=None, min_distance=0.0001)
+    """
+    from equigraph.graph.interaction import INTERACTION_GRAPHS
+
+    if spec is None:
+        return RadiusInteractionGraph(DEFAULT_CUTOFF)
+    if isinstance(spec, (int, float)) and not isinstance(spec, bool):
+        return RadiusInteractionGraph(float(spec))
+    if isinstance(spec, (str, dict)):
+        try:
+            return INTERACTION_GRAPHS.build(spec)
+        except ValueError as err:
+            raise ValueError(f"interaction_graph: {err}") from None
+    if callable(spec) and hasattr(spec, "from_data"):
+        return spec
+    raise ValueError("interaction_graph must be an object with from_data(data), a radius cutoff in Å, "
+                     f"'full', or a spec {{name: radius|full|knn, ...}}; got {spec!r}")
+
+
+class EquigraphModel(torch.nn.Module):
+    """Base class of equigraph models: declared outputs, one graph-building path.
+
+    Subclasses implement :attr:`outputs` and ``forward(data) -> dict``, and set
+    ``self.interaction_graph`` (see :func:`resolve_interaction_graph`).
+    """
+
+    @property
+    def outputs(self) -> Dict[str, Output]:
+        """``{key: Output}`` for every key ``forward`` returns."""
+        raise NotImplementedError(f"{type(self).__name__} must declare its outputs")
+
+    @property
+    def cutoff(self) -> Optional[float]:
+        """The radius of the interaction graph in Å, or :obj:`None` when it has none."""
+        return getattr(self._modules.get("interaction_graph"), "cutoff", None)
+
+    def graph(self, data) -> Graph:
+        """``data.edge_index`` (with ``data.shift`` and ``data.cell``) when the data carries
+        edges, else the edges of ``self.interaction_graph.from_data(data)``.
+
+        A ``shift`` without a ``cell`` is an error; the cell is dropped for non-periodic
+        edges, which need none.
+        """
+        edge_index = getattr(data, K.EDGE_INDEX, None)
+        if edge_index is not None:
+            shift = getattr(data, K.SHIFT, None)
+        else:
+            builder = self._modules.get("interaction_graph")
+            if builder is None:
+                raise ValueError(f"data.{K.EDGE_INDEX} is missing and {type(self).__name__} has no interaction_graph")
+            edge_index, shift = builder.from_data(data)
+        cell = getattr(data, K.CELL, None)
+        if shift is None:
+            cell = None
+        elif cell is None:
+            raise ValueError(f"data.{K.SHIFT} is given without data.{K.CELL}")
+        return Graph(edge_index, shift, cell)
+
+    def normalizer(self, key: str):
+        """The :class:`~equigraph.models.readout.Readout` whose ``scale``, ``shift`` and
+        ``atom_ref`` buffers set the physical units of output ``key``, or :obj:`None`."""
+        return None
+
+
+def declared_outputs(module) -> Optional[Dict[str, Output]]:
+    """``module.outputs`` when ``module`` declares its outputs (:class:`EquigraphModel`
+    or any module with an ``outputs`` mapping of :class:`Output`), else :obj:`None`."""
+    outputs = getattr(module, "outputs", None)
+    if isinstance(outputs, dict) and all(isinstance(o, Output) for o in outputs.values()):
+        return outputs
+    return None
+
