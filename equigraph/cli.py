@@ -12,7 +12,8 @@ from collections.abc import Sequence
 
 # Errors that mean "the input is wrong", reported as one line; anything else is a bug and
 # keeps its traceback.
-USER_ERRORS: tuple[type[BaseException], ...] = (ValueError, FileNotFoundError, FloatingPointError)
+USER_ERRORS: tuple[type[BaseException], ...] = (ValueError, FileNotFoundError, FloatingPointError,
+                                                 FileExistsError)
 
 PACKAGES = (
     ("equigraph", "equigraph"),
@@ -72,80 +73,102 @@ def _cmd_info(args) -> int:
 def _cmd_train(args) -> int:
     from equigraph.train import fit
 
-    result = fit(args.config, args.overrides)
-    print(f"target {result.target}: test MAE {result.test_mae:.4g} {result.unit} "
-          f"(mean predictor {result.baseline_mae:.4g} {result.unit}), best val MAE {result.val_mae:.4g}")
+    if args.resume is None and args.config is None:
+        raise ValueError("give a CONFIG.yaml, or --resume RUN_DIR")
+    overrides = list(args.overrides)
+    config = args.config
+    if args.resume is not None and config is not None and "=" in config:
+        overrides.insert(0, config)  # `train --resume RUN key=value`: the first override took the config slot
+        config = None
+    result = fit(config, overrides, resume=args.resume)
+    for name, m in result.metrics.items():
+        print(f"target {name}: test MAE {m['test_mae']:.4g} {m['unit']}")
+    print(f"mean predictor ({result.target}): {result.baseline_mae:.4g} {result.unit}")
     print(f"{result.epochs} epochs, {result.seconds_per_epoch:.3g} s/epoch, "
-          f"{result.graphs_per_second:.4g} molecules/s on {result.num_train} train molecules")
-    print(f"checkpoint: {result.checkpoint}")
+          f"{result.graphs_per_second:.4g} graphs/s on {result.num_train} training graphs")
+    print(f"run folder: {result.out_dir}")
+    if result.model_file:
+        print(f"model: {result.model_file}")
     print(f"learning curve: {result.plot}")
     return 0
-
-
-def _load(ckpt: str, overrides: Sequence[str]):
-    from equigraph.train import apply_overrides, load_checkpoint
-
-    module = load_checkpoint(ckpt)
-    if overrides:
-        module.hparams.config = apply_overrides(module.hparams.config or {}, list(overrides))
-    return module
 
 
 def _cmd_evaluate(args) -> int:
     from equigraph.train import evaluate
 
-    module = _load(args.checkpoint, args.overrides)
-    res = evaluate(module, split=args.split)
-    for mae, base in zip(res["mae"], res["baseline_mae"]):
-        print(f"{res['split']} MAE ({res['target']}, {res['count']} molecules): {mae:.4g} {res['unit']} "
-              f"(mean predictor {base:.4g} {res['unit']})")
+    res = evaluate(args.model, split=args.split, overrides=args.overrides)
+    for name, t in res["targets"].items():
+        base = f" (mean predictor {t['baseline_mae']:.4g} {t['unit']})" if t["baseline_mae"] is not None else ""
+        print(f"{res['split']} MAE of {name} ({res['count']} graphs): {t['mae']:.4g} {t['unit']}{base}")
     return 0
 
 
 def _cmd_predict(args) -> int:
-    from equigraph.data import from_smiles, read_sdf
-    from equigraph.train import predict_molecules
+    from pathlib import Path
 
-    module = _load(args.checkpoint, ())
+    from equigraph.data import from_smiles, read_molecules
+    from equigraph.models import load
+    from equigraph.models.predict import predict
+
+    path = Path(args.model)
+    model = load(path / "model.pt" if path.is_dir() else path)
     if args.smiles:
-        molecules, names = [], []
+        molecules = []
         for s in args.smiles:
-            molecules.append(from_smiles(s, seed=args.seed))
-            names.append(s)
+            mol = from_smiles(s, seed=args.seed)
+            mol.name = s
+            molecules.append(mol)
     else:
-        molecules = read_sdf(args.file)
-        names = [getattr(m, "name", None) or f"{args.file}[{i}]" for i, m in enumerate(molecules)]
-    pred = predict_molecules(module, molecules) * module.metric_factor
+        molecules = read_molecules(args.file, embed=args.embed, seed=args.seed)
+    names = [getattr(m, "name", None) or f"molecule {i}" for i, m in enumerate(molecules)]
+    targets = (model.metadata or {}).get("targets") or {}
+    graph_targets = {n: t for n, t in targets.items() if t.get("level") == "graph"}
+    if not graph_targets:
+        raise ValueError("this model predicts no per-molecule quantity to print")
+    out = predict(model, molecules, outputs=[t["output"] for t in graph_targets.values()])
+    from equigraph.train.units import conversion_factor
+
     width = max(len(n) for n in names)
-    for name, values in zip(names, pred.tolist()):
-        shown = ", ".join(f"{v:.4g}" for v in values)
-        print(f"{name:<{width}}  {module.hparams.target} = {shown} {module.metric_unit}")
+    for i, name in enumerate(names):
+        parts = []
+        for tname, t in graph_targets.items():
+            unit = t.get("metric_unit") or t.get("unit", "")
+            values = out[t["output"]][i].reshape(-1) * conversion_factor(t.get("unit"), t.get("metric_unit"))
+            parts.append(f"{tname} = {', '.join(f'{v:.4g}' for v in values.tolist())} {unit}".rstrip())
+        print(f"{name:<{width}}  " + "; ".join(parts))
     return 0
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="equigraph", description="Train, evaluate and apply equivariant graph neural networks on molecules.")
+    from equigraph import __version__
+
+    parser.add_argument("--version", action="version", version=f"equigraph {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
 
-    p = sub.add_parser("train", help="train from a YAML config (dotted key=value overrides)")
-    p.add_argument("config", help="YAML config, e.g. configs/qm9_egnn_demo.yaml")
+    p = sub.add_parser("train", help="train from a YAML config (dotted key=value overrides) into OUT_DIR/version_N")
+    p.add_argument("config", nargs="?", help="YAML config, e.g. configs/qm9_egnn_demo.yaml")
     p.add_argument("overrides", nargs="*", metavar="KEY=VALUE",
                    help="e.g. train.max_epochs=3 model.hidden_channels=32")
+    p.add_argument("--resume", metavar="RUN_DIR",
+                   help="continue a run from RUN_DIR/checkpoints/last.ckpt (only train.* overrides)")
     p.set_defaults(func=_cmd_train)
 
-    p = sub.add_parser("evaluate", help="MAE of a checkpoint on a split of its dataset")
-    p.add_argument("checkpoint")
+    p = sub.add_parser("evaluate", help="MAE of a trained model on a split of the data it was trained on")
+    p.add_argument("model", help="a run folder or its model.pt")
     p.add_argument("--split", default="test", choices=("train", "val", "test"))
     p.add_argument("overrides", nargs="*", metavar="KEY=VALUE",
-                   help="overrides of the stored config, e.g. data.root=/data/qm9")
+                   help="only where the data lives or how it is batched, e.g. data.root=/data/qm9")
     p.set_defaults(func=_cmd_evaluate)
 
-    p = sub.add_parser("predict", help="predict the target for molecules (SMILES or SDF)")
-    p.add_argument("checkpoint")
+    p = sub.add_parser("predict", help="predict for molecules (SMILES or any molecule file)")
+    p.add_argument("model", help="a run folder or its model.pt")
     src = p.add_mutually_exclusive_group(required=True)
     src.add_argument("--smiles", nargs="+", help="SMILES strings (3D conformers by RDKit)")
-    src.add_argument("--file", help="an SDF file with 3D coordinates")
+    src.add_argument("--file", help="a molecule file (SDF/MOL, xyz, pdb, cif, ... any ASE format), geometry as given")
+    p.add_argument("--embed", action="store_true",
+                   help="embed 2D or hydrogen-less SDF records in 3D with hydrogens instead of refusing them")
     p.add_argument("--seed", type=int, default=0, help="conformer embedding seed (default: 0)")
     p.set_defaults(func=_cmd_predict)
 

@@ -59,6 +59,12 @@ __all__ = [
     "GROUPS",
     "default_tolerance",
     "EquivariantModelTests",
+    "assert_forces_match_energy",
+    "assert_stress_matches_energy",
+    "assert_lattice_invariant",
+    "assert_smooth_at_cutoff",
+    "assert_extensive",
+    "EnergyModelTests",
 ]
 
 from equigraph.symmetry import (  # noqa: F401  (re-exported: the public test kit names them)
@@ -568,3 +574,815 @@ class EquivariantModelTests:
 
     def test_batch_consistent(self, model, data_list):
         assert_batch_consistent(model, data_list, atol=self.atol, rtol=self.rtol)
+
+
+# ---------------------------------------------------------------------------------------
+# Energy models: forces, stress, periodicity, cutoff, extensivity
+# ---------------------------------------------------------------------------------------
+_AXES = "xyz"
+
+
+def _energy_call(model: Callable, data, keys: Sequence[str]) -> Dict[str, Tensor]:
+    out = model(data)
+    if not isinstance(out, Mapping):
+        raise ValueError(f"the model must return a dict with {list(keys)}, got {type(out).__name__}")
+    missing = [k for k in keys if not isinstance(out.get(k), Tensor)]
+    if missing:
+        raise ValueError(f"the model returned no {missing}; it returned {sorted(out)}")
+    return dict(out)
+
+
+def _energy_of(out: Mapping[str, Tensor], key: str) -> Tensor:
+    """Per-graph energies ``[G]`` in float64 (``[G, 1]`` accepted)."""
+    energy = out[key]
+    if energy.dim() == 2 and energy.size(-1) == 1:
+        energy = energy.squeeze(-1)
+    if energy.dim() == 0:
+        energy = energy.reshape(1)
+    if energy.dim() != 1:
+        raise ValueError(f"output {key!r} must be one energy per graph, [G] or [G, 1], got shape {tuple(out[key].shape)}")
+    return energy.detach().to(torch.float64)
+
+
+def _float64_positions(data, what: str) -> Tensor:
+    _check_data(data)
+    pos = getattr(data, K.POS, None)
+    if not isinstance(pos, Tensor) or pos.dim() != 2 or pos.size(-1) != 3:
+        raise ValueError(f"{what}: `data.pos` must be an [N, 3] tensor")
+    if pos.dtype != torch.float64:
+        raise ValueError(f"{what}: finite differences need float64 positions (and a float64 model), got {pos.dtype}")
+    if not bool(torch.isfinite(pos).all()):
+        raise ValueError(f"{what}: `data.pos` contains NaN or inf coordinates")
+    return pos.detach()
+
+
+def _positive(name: str, value: Any) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value <= 0:
+        raise ValueError(f"`{name}` must be a finite number > 0, got {value!r}")
+    return float(value)
+
+
+def _non_negative(name: str, value: Any) -> Optional[float]:
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value < 0:
+        raise ValueError(f"`{name}` must be a finite number >= 0, got {value!r}")
+    return float(value)
+
+
+def _batch_vector(data, n: int, device) -> Tensor:
+    batch = getattr(data, K.BATCH, None)
+    return batch if isinstance(batch, Tensor) else torch.zeros(n, dtype=torch.long, device=device)
+
+
+def _cells(data, what: str) -> Tensor:
+    cell = getattr(data, K.CELL, None)
+    if not isinstance(cell, Tensor) or cell.numel() % 9 or cell.numel() == 0:
+        raise ValueError(f"{what}: `data.cell` must be a [G, 3, 3] tensor of lattice vectors")
+    return cell.detach().reshape(-1, 3, 3)
+
+
+def _periodic_directions(data, what: str) -> Tuple[Tensor, Tensor]:
+    """``(cell [G, 3, 3], pbc [G, 3] bool)`` of periodic data, else ``ValueError``."""
+    cell = _cells(data, what)
+    pbc = getattr(data, K.PBC, None)
+    if pbc is None:
+        raise ValueError(f"{what}: `data.pbc` is missing; periodic data needs `cell` and `pbc`")
+    pbc = torch.as_tensor(pbc).to(torch.bool).reshape(-1, 3)
+    if pbc.size(0) != cell.size(0):
+        raise ValueError(f"{what}: `data.pbc` has {pbc.size(0)} rows for {cell.size(0)} cells")
+    if not bool(pbc.any()):
+        raise ValueError(f"{what}: `data.pbc` has no periodic direction")
+    return cell, pbc
+
+
+def _is_periodic(data) -> bool:
+    pbc = getattr(data, K.PBC, None)
+    return getattr(data, K.CELL, None) is not None and pbc is not None and bool(torch.as_tensor(pbc).any())
+
+
+def _require_open(data, what: str) -> None:
+    if _is_periodic(data):
+        raise ValueError(f"{what}: needs a non-periodic structure (`data.pbc` has a periodic direction)")
+    if getattr(data, K.EDGE_INDEX, None) is not None:
+        raise ValueError(f"{what}: `data.edge_index` is set; the model must build its own graph (from its cutoff) "
+                         "for the check to move atoms across it")
+
+
+def _output_kinds(model: Callable, out: Mapping[str, Tensor], n: int) -> Dict[str, Tuple[TypeSpec, str]]:
+    """``{name: (type, level)}`` of the tensor outputs: declared ones when the model
+    declares them, else the kit's defaults (level from the first dimension)."""
+    declared = getattr(model, "outputs", None)
+    if not (isinstance(declared, Mapping) and all(hasattr(o, "level") for o in declared.values())):
+        declared = {}
+    kinds = {}
+    for name, value in out.items():
+        if not isinstance(value, Tensor):
+            continue
+        if name in declared:
+            kinds[name] = (declared[name].type, declared[name].level)
+        else:
+            level = "node" if value.dim() > 0 and value.size(0) == n else "graph"
+            kinds[name] = (_parse_type(_DEFAULT_OUT_TYPES.get(name, "scalar"), name), level)
+    return kinds
+
+
+def _fmt_vec(v: Tensor) -> str:
+    return "[" + ", ".join(f"{float(x):.6g}" for x in v.reshape(-1)) + "]"
+
+
+def assert_forces_match_energy(
+    model: Callable,
+    data,
+    *,
+    atoms: Optional[Iterable[int]] = None,
+    step: float = 1e-5,
+    atol: float = 1e-6,
+    rtol: float = 1e-5,
+    energy_key: str = K.ENERGY,
+    forces_key: str = K.FORCES,
+) -> float:
+    r"""Assert that the forces are minus the central finite-difference gradient of the energy.
+
+    Each coordinate :math:`x_{a,d}` of each atom ``a`` in ``atoms`` is moved by
+    :math:`\pm h` and
+
+    .. math::
+        F^{\mathrm{FD}}_{a,d} = -\frac{E(x_{a,d} + h) - E(x_{a,d} - h)}{2h}
+
+    (with :math:`E` summed over the graphs of a batch) is compared with the model's
+    ``forces``: an atom passes when
+    :math:`\max |F - F^{\mathrm{FD}}| \le \mathrm{atol} + \mathrm{rtol} \max |F|`.
+    Two model calls per coordinate: keep ``atoms`` to a few (the default checks every one).
+
+    Args:
+        model (callable): returns a dict with ``energy_key`` (``[G]`` or ``[G, 1]``) and
+            ``forces_key`` (``[N, 3]``); float64, in ``eval()`` mode.
+        data (Data or Batch): float64 positions; periodic data (``cell``, ``pbc``) is fine.
+        atoms (iterable of int, optional): atoms to move. (default: all)
+        step (float, optional): :math:`h` in Å. (default: :obj:`1e-5`)
+        atol (float, optional): absolute tolerance, eV/Å. (default: :obj:`1e-6`)
+        rtol (float, optional): tolerance relative to the largest force. (default: :obj:`1e-5`)
+        energy_key (str, optional): (default: :obj:`"energy"`)
+        forces_key (str, optional): (default: :obj:`"forces"`)
+
+    Returns:
+        float: the largest absolute difference, eV/Å.
+
+    Raises:
+        AssertionError: naming the worst atom and component, both values and the tolerance.
+        ValueError: positions not float64, a bad atom index or argument.
+
+    Example:
+        >>> from torch_geometric.data import Data
+        >>> def harmonic(data):  # E = sum |x|^2 / 2, F = -x
+        ...     return {"energy": 0.5 * data.pos.square().sum().reshape(1), "forces": -data.pos}
+        >>> data = Data(pos=torch.randn(3, 3, dtype=torch.float64))
+        >>> assert_forces_match_energy(harmonic, data) < 1e-8
+        True
+    """
+    what = "assert_forces_match_energy"
+    pos = _float64_positions(data, what)
+    step = _positive("step", step)
+    atol, rtol = _non_negative("atol", atol), _non_negative("rtol", rtol)
+    n = pos.size(0)
+    atoms = list(range(n)) if atoms is None else [int(a) for a in atoms]
+    if not atoms or any(not -n <= a < n for a in atoms):
+        raise ValueError(f"`atoms` must be a non-empty list of indices in [-{n}, {n}), got {atoms}")
+    atoms = [a % n for a in atoms]
+    forces = _energy_call(model, data.clone(), (energy_key, forces_key))[forces_key]
+    if tuple(forces.shape) != (n, 3):
+        raise AssertionError(f"output {forces_key!r} has shape {tuple(forces.shape)}, expected ({n}, 3)")
+    forces = forces.detach().to(torch.float64)[atoms]
+    fd = torch.zeros_like(forces)
+    for row, a in enumerate(atoms):
+        for d in range(3):
+            energies = []
+            for sign in (1.0, -1.0):
+                moved = data.clone()
+                p = pos.clone()
+                p[a, d] += sign * step
+                moved[K.POS] = p
+                energies.append(_energy_of(_energy_call(model, moved, (energy_key,)), energy_key).sum())
+            fd[row, d] = -(energies[0] - energies[1]) / (2 * step)
+    err = (forces - fd).abs()
+    allowed = atol + rtol * float(forces.abs().max())
+    worst = float(err.max())
+    if not worst <= allowed:
+        row, d = divmod(int(err.argmax()), 3)
+        bad = int((err > allowed).sum())
+        raise AssertionError(
+            f"{forces_key!r} is not minus the gradient of {energy_key!r}: atom {atoms[row]} {_AXES[d]}: "
+            f"model {float(forces[row, d]):.8g} vs finite difference {float(fd[row, d]):.8g} "
+            f"(step {step:g} Å), error {worst:.3g} > tolerance {allowed:.3g} (atol {atol:g}, rtol {rtol:g}); "
+            f"{bad} of {3 * len(atoms)} coordinates fail"
+        )
+    return worst
+
+
+def assert_stress_matches_energy(
+    model: Callable,
+    data,
+    *,
+    step: float = 1e-5,
+    atol: float = 1e-7,
+    rtol: float = 1e-5,
+    energy_key: str = K.ENERGY,
+    stress_key: str = K.STRESS,
+) -> float:
+    r"""Assert that the stress is the finite-difference strain derivative of the energy.
+
+    For each of the six components of a symmetric strain
+    :math:`\boldsymbol{\varepsilon} = \pm h (\mathbf{e}_a \mathbf{e}_b^\top +
+    \mathbf{e}_b \mathbf{e}_a^\top) / 2`, applied to positions and cell together
+    (:math:`\mathbf{x} \mapsto \mathbf{x}(1 + \boldsymbol{\varepsilon})`,
+    :math:`\mathbf{L} \mapsto \mathbf{L}(1 + \boldsymbol{\varepsilon})`, every graph of a
+    batch at once),
+
+    .. math::
+        \sigma^{\mathrm{FD}}_{ab} = \frac{1}{V} \frac{E(+h) - E(-h)}{2h}
+
+    is compared with the model's ``stress`` (ASE's sign convention, eV/Å³); the model's
+    stress must also be symmetric.
+
+    Args:
+        model (callable): returns a dict with ``energy_key`` and ``stress_key``
+            (``[G, 3, 3]``); float64, in ``eval()`` mode.
+        data (Data or Batch): float64 positions and ``cell`` (non-zero volume).
+        step (float, optional): :math:`h`, dimensionless. (default: :obj:`1e-5`)
+        atol (float, optional): absolute tolerance, eV/Å³. (default: :obj:`1e-7`)
+        rtol (float, optional): tolerance relative to the largest component.
+            (default: :obj:`1e-5`)
+        energy_key (str, optional): (default: :obj:`"energy"`)
+        stress_key (str, optional): (default: :obj:`"stress"`)
+
+    Returns:
+        float: the largest absolute difference, eV/Å³.
+
+    Raises:
+        AssertionError: naming the worst graph and component, both values and the tolerance.
+        ValueError: positions not float64, no cell or a cell of zero volume.
+    """
+    what = "assert_stress_matches_energy"
+    pos = _float64_positions(data, what)
+    cell = _cells(data, what).to(torch.float64)
+    step = _positive("step", step)
+    atol, rtol = _non_negative("atol", atol), _non_negative("rtol", rtol)
+    volume = torch.linalg.det(cell).abs()
+    if not bool((volume > 0).all()):
+        raise ValueError(f"{what}: `data.cell` of graph {int((volume <= 0).nonzero()[0])} has zero volume")
+    g = cell.size(0)
+    stress = _energy_call(model, data.clone(), (energy_key, stress_key))[stress_key]
+    if tuple(stress.shape) != (g, 3, 3):
+        raise AssertionError(f"output {stress_key!r} has shape {tuple(stress.shape)}, expected ({g}, 3, 3)")
+    stress = stress.detach().to(torch.float64)
+    cell_shape, cell_dtype = data[K.CELL].shape, data[K.CELL].dtype
+    fd = torch.zeros_like(stress)
+    for a in range(3):
+        for b in range(a, 3):
+            unit = torch.zeros(3, 3, dtype=torch.float64, device=pos.device)
+            unit[a, b] += 0.5
+            unit[b, a] += 0.5
+            energies = []
+            for sign in (1.0, -1.0):
+                strain = sign * step * unit
+                moved = data.clone()
+                moved[K.POS] = pos + pos @ strain
+                moved[K.CELL] = (cell + cell @ strain).reshape(cell_shape).to(cell_dtype)
+                energies.append(_energy_of(_energy_call(model, moved, (energy_key,)), energy_key))
+            value = (energies[0] - energies[1]) / (2 * step) / volume
+            fd[:, a, b] = value
+            fd[:, b, a] = value
+    err = (stress - fd).abs()
+    allowed = atol + rtol * float(stress.abs().max())
+    worst = float(err.max())
+    if not worst <= allowed:
+        graph, rest = divmod(int(err.argmax()), 9)
+        a, b = divmod(rest, 3)
+        raise AssertionError(
+            f"{stress_key!r} is not (1/V) dE/dstrain of {energy_key!r}: graph {graph}, component "
+            f"{_AXES[a]}{_AXES[b]}: model {float(stress[graph, a, b]):.8g} vs finite difference "
+            f"{float(fd[graph, a, b]):.8g} eV/Å^3 (strain step {step:g}), error {worst:.3g} > tolerance "
+            f"{allowed:.3g} (atol {atol:g}, rtol {rtol:g})"
+        )
+    return worst
+
+
+def assert_lattice_invariant(
+    model: Callable,
+    data,
+    *,
+    atom: int = 0,
+    n: Optional[Sequence[int]] = None,
+    atol: Optional[float] = None,
+    rtol: Optional[float] = None,
+    generator: Union[None, int, torch.Generator] = None,
+) -> Dict[str, float]:
+    r"""Assert that moving atoms by lattice vectors changes no output of a periodic model.
+
+    Two moves, each compared with the unmoved reference: atom ``atom`` by ``n @ cell``
+    (:func:`lattice_translate`), then every atom by its own random lattice vector (integer
+    offsets in :math:`[-2, 2]` along the periodic directions). Graph- and node-level
+    outputs must not change (energy, forces, stress, per-atom energies), except
+    ``"point"`` outputs, which move with their atom; edge-level outputs are not compared
+    (a graph builder may order the edges by their shifts). A model whose edge vectors
+    ignore the periodic shifts fails.
+
+    Args:
+        model (callable): returns a dict of Tensors; in ``eval()`` mode.
+        data (Data or Batch): periodic: ``cell`` ``[G, 3, 3]`` and ``pbc`` ``[G, 3]``.
+        atom (int, optional): the atom of the first move. (default: :obj:`0`)
+        n (sequence of 3 ints, optional): its lattice offsets. (default: ``[1, -1, 2]``
+            with the non-periodic directions set to 0)
+        atol (float, optional): absolute tolerance. (default: by output dtype, see module doc)
+        rtol (float, optional): relative tolerance. (default: by output dtype)
+        generator (int or torch.Generator, optional): seed for the second move.
+            (default: seed 0)
+
+    Returns:
+        dict: ``{output name: largest absolute change}`` over both moves.
+
+    Raises:
+        AssertionError: naming each output that changed, the move and the change.
+        ValueError: data that is not periodic, a bad atom or a non-integer ``n``.
+
+    Example:
+        >>> from torch_geometric.data import Data
+        >>> from equigraph.graph import periodic_radius_graph
+        >>> def pair_sum(data):  # sum of exp(-r) over the periodic neighbours
+        ...     ei, shift = periodic_radius_graph(data.pos, 2.5, data.cell, data.pbc)
+        ...     vec = data.pos[ei[0]] - data.pos[ei[1]] + shift @ data.cell[0]
+        ...     return {"energy": torch.exp(-vec.norm(dim=-1)).sum().reshape(1)}
+        >>> data = Data(pos=torch.tensor([[0.0, 0, 0], [1.0, 1.1, 0.9]], dtype=torch.float64),
+        ...             cell=3.0 * torch.eye(3, dtype=torch.float64)[None], pbc=torch.ones(1, 3, dtype=torch.bool))
+        >>> assert_lattice_invariant(pair_sum, data)["energy"] < 1e-12
+        True
+    """
+    what = "assert_lattice_invariant"
+    _check_data(data)
+    cell, pbc = _periodic_directions(data, what)
+    pos = getattr(data, K.POS, None)
+    if not isinstance(pos, Tensor) or pos.dim() != 2 or pos.size(-1) != 3 or pos.size(0) == 0:
+        raise ValueError(f"{what}: `data.pos` must be a non-empty [N, 3] tensor")
+    num = pos.size(0)
+    if isinstance(atom, bool) or not isinstance(atom, int) or not -num <= atom < num:
+        raise ValueError(f"`atom` must be an int in [-{num}, {num}), got {atom!r}")
+    atom %= num
+    atol, rtol = _non_negative("atol", atol), _non_negative("rtol", rtol)
+    batch = _batch_vector(data, num, pos.device)
+    atom_pbc = pbc[int(batch[atom])].cpu()
+    if n is None:
+        offsets = torch.tensor([1.0, -1.0, 2.0]) * atom_pbc
+    else:
+        offsets = torch.as_tensor(n, dtype=torch.float64).reshape(-1)
+        if offsets.numel() != 3 or not bool((offsets == offsets.round()).all()):
+            raise ValueError(f"`n` must be 3 integer lattice offsets, got {n!r}")
+        if bool((offsets != 0)[~atom_pbc].any()):
+            raise ValueError(f"`n` = {offsets.long().tolist()} moves atom {atom} along a non-periodic direction "
+                             f"(pbc {atom_pbc.tolist()})")
+    gen = _as_generator(generator)
+    rand = torch.randint(-2, 3, (num, 3), generator=gen) * pbc[batch.cpu()].long()
+    rand[rand.abs().sum(-1) == 0] = torch.where(pbc[batch.cpu()], 1, 0)[rand.abs().sum(-1) == 0]
+    cell64 = cell.to(torch.float64)
+    pos64 = pos.detach().to(torch.float64)
+    moves = [
+        (f"atom {atom} moved by n={offsets.long().tolist()}",
+         lattice_translate(pos64, cell64, atom, offsets.to(pos64), batch)),
+        ("every atom moved by its own lattice vector",
+         pos64 + torch.einsum("ni,nij->nj", rand.to(pos64), cell64[batch])),
+    ]
+
+    _, ref = _flatten(model(data.clone()))
+    kinds = _output_kinds(model, ref, num)
+    errors = {name: 0.0 for name, (_, level) in kinds.items() if level != "edge"}
+    failures = []
+    for label, new_pos in moves:
+        moved = data.clone()
+        moved[K.POS] = new_pos.to(pos.dtype)
+        _, out = _flatten(model(moved))
+        for name in errors:
+            value = ref[name]
+            expected = value.detach().to(torch.float64)
+            if kinds[name] == ("point", "node"):
+                expected = expected + (new_pos - pos64)
+            if name not in out:
+                failures.append(f"output {name!r} is missing after the move ({label})")
+                continue
+            err, size = _error(out[name], expected)
+            errors[name] = max(errors[name], err)
+            a, r = _tolerance(value.dtype, atol, rtol)
+            if not err <= a + r * size:
+                failures.append(f"output {name!r} changes when {label}: max abs change {err:.3g} > tolerance "
+                                f"{a + r * size:.3g} (atol {a:g}, rtol {r:g}, {value.dtype})")
+    if failures:
+        raise AssertionError("not invariant under lattice translations (are periodic image shifts used?):\n  "
+                             + "\n  ".join(failures))
+    return errors
+
+
+def _probe_placement(rest: Tensor, cutoff: float, gen: torch.Generator) -> Tuple[Tensor, Tensor, float]:
+    """An anchor atom and a unit direction ``u`` such that a probe at ``anchor + s u``
+    (``s`` near ``cutoff``) has the anchor at distance ``s`` and every other atom farther
+    than ``cutoff + margin``; returns the one with the largest margin."""
+    directions = torch.cat([torch.eye(3, dtype=torch.float64), -torch.eye(3, dtype=torch.float64),
+                            torch.randn(26, 3, generator=gen, dtype=torch.float64)])
+    directions = directions / directions.norm(dim=-1, keepdim=True)
+    best = None
+    for u in directions:
+        i = int((rest @ u).argmax())
+        probe = rest[i] + cutoff * u
+        dist = (rest - probe).norm(dim=-1)
+        dist[i] = math.inf
+        margin = float(dist.min()) - cutoff if rest.size(0) > 1 else math.inf
+        if best is None or margin > best[2]:
+            best = (rest[i], u, margin)
+    return best
+
+
+def assert_smooth_at_cutoff(
+    model: Callable,
+    data,
+    cutoff: float,
+    *,
+    delta: float = 1e-5,
+    probe: int = -1,
+    keys: Optional[Iterable[str]] = None,
+    factor: float = 4.0,
+    atol: Optional[float] = None,
+    generator: Union[None, int, torch.Generator] = None,
+) -> Dict[str, float]:
+    r"""Assert that outputs are continuous, and constant beyond, where a neighbour crosses the
+    cutoff.
+
+    Atom ``probe`` is placed on a ray from another atom (the anchor), chosen so that every
+    other atom stays farther than the cutoff, at distances :math:`r = c + k\delta`,
+    :math:`k \in \{-3, -1, 1, 3\}`, and at :math:`c + 0.5` Å. For each output (energy,
+    forces of every atom, ...):
+
+    - continuity: the change across the cutoff, :math:`|y(c + \delta) - y(c - \delta)|`, is
+      at most ``factor`` times the change over the same step on either side
+      (:math:`|y(c - \delta) - y(c - 3\delta)|`, :math:`|y(c + 3\delta) - y(c + \delta)|`),
+      plus ``atol``; a cutoff without a smooth envelope makes it O(1) instead of
+      O(:math:`\delta`);
+    - beyond the cutoff the outputs are constant: :math:`y(c + \delta)`,
+      :math:`y(c + 3\delta)` and :math:`y(c + 0.5)` agree within ``atol``.
+
+    Args:
+        model (callable): builds its own radius graph with cutoff ``cutoff``; returns a dict.
+        data (Data): a non-periodic structure with at least 2 atoms and no ``edge_index``.
+        cutoff (float): the model's cutoff, Å.
+        delta (float, optional): :math:`\delta`, Å. (default: :obj:`1e-5`)
+        probe (int, optional): the atom that is moved. (default: the last)
+        keys (iterable of str, optional): outputs to check. (default: every floating output)
+        factor (float, optional): see above. (default: :obj:`4.0`)
+        atol (float, optional): absolute allowance. (default: 64 machine epsilons of the
+            output dtype times ``max(1, max|y|)``, i.e. rounding only)
+        generator (int or torch.Generator, optional): seed for the ray directions tried.
+            (default: seed 0)
+
+    Returns:
+        dict: ``{output name: change across the cutoff}``.
+
+    Raises:
+        AssertionError: naming each output that jumps or moves beyond the cutoff, with numbers.
+        ValueError: periodic data, precomputed edges, fewer than 2 atoms, or no ray that keeps
+            the other atoms clear of the cutoff.
+    """
+    what = "assert_smooth_at_cutoff"
+    _check_data(data)
+    _require_open(data, what)
+    cutoff = _positive("cutoff", cutoff)
+    delta = _positive("delta", delta)
+    factor = _positive("factor", factor)
+    atol = _non_negative("atol", atol)
+    pos = getattr(data, K.POS, None)
+    if not isinstance(pos, Tensor) or pos.dim() != 2 or pos.size(-1) != 3:
+        raise ValueError(f"{what}: `data.pos` must be an [N, 3] tensor")
+    num = pos.size(0)
+    if num < 2:
+        raise ValueError(f"{what}: needs at least 2 atoms, got {num}")
+    if isinstance(probe, bool) or not isinstance(probe, int) or not -num <= probe < num:
+        raise ValueError(f"`probe` must be an int in [-{num}, {num}), got {probe!r}")
+    probe %= num
+    pos64 = pos.detach().to(torch.float64)
+    rest = torch.cat([pos64[:probe], pos64[probe + 1:]])
+    anchor, u, margin = _probe_placement(rest, cutoff, _as_generator(generator))
+    if not margin > 10 * delta:
+        raise ValueError(f"{what}: no ray from an atom keeps the other atoms clear of the cutoff by more than "
+                         f"{10 * delta:g} Å (best margin {margin:.3g} Å); pass a more compact structure")
+    steps = {"c-3d": -3 * delta, "c-d": -delta, "c+d": delta, "c+3d": 3 * delta, "c+0.5": 0.5}
+    values: Dict[str, Dict[str, Tensor]] = {}
+    for label, offset in steps.items():
+        moved = data.clone()
+        p = pos64.clone()
+        p[probe] = anchor + (cutoff + offset) * u
+        moved[K.POS] = p.to(pos.dtype)
+        _, out = _flatten(model(moved))
+        values[label] = out
+    first = values["c-d"]
+    names = [k for k, v in first.items() if v.is_floating_point()] if keys is None else list(keys)
+    missing = [k for k in names if k not in first]
+    if missing:
+        raise ValueError(f"`keys` names outputs the model did not return: {missing}")
+    jumps: Dict[str, float] = {}
+    failures = []
+    for name in names:
+        v = {label: out[name].detach().to(torch.float64) for label, out in values.items()}
+
+        def change(x: str, y: str) -> float:
+            return float((v[x] - v[y]).abs().max()) if v[x].numel() else 0.0
+
+        scale = max(1.0, max(float(t.abs().max()) if t.numel() else 0.0 for t in v.values()))
+        allowed_abs = atol if atol is not None else 64 * torch.finfo(first[name].dtype).eps * scale
+        jump = change("c+d", "c-d")
+        side = max(change("c-d", "c-3d"), change("c+3d", "c+d"))
+        jumps[name] = jump
+        where = f"atom {probe} at r = {cutoff:g} Å"
+        if not jump <= factor * side + allowed_abs:
+            failures.append(f"output {name!r} jumps when {where} -/+ {delta:g} Å: change {jump:.3g}, against "
+                            f"{side:.3g} over the same step on either side (allowed {factor:g} x that + {allowed_abs:.3g})")
+        beyond = max(change("c+3d", "c+d"), change("c+0.5", "c+d"))
+        if not beyond <= allowed_abs:
+            failures.append(f"output {name!r} still changes beyond the cutoff ({where} + {delta:g} Å to + 0.5 Å): "
+                            f"change {beyond:.3g} > {allowed_abs:.3g}")
+    if failures:
+        raise AssertionError("not smooth at the cutoff (is there a cutoff envelope?):\n  " + "\n  ".join(failures))
+    return jumps
+
+
+def _concatenate(data_a, data_b, shift: Tensor):
+    """One graph holding ``data_a`` and ``data_b`` moved by ``shift``; graph-level
+    attributes from ``data_a``."""
+    na, nb = _num_nodes(data_a), _num_nodes(data_b)
+    keys_a, keys_b = set(data_a.keys()), set(data_b.keys())
+    if keys_a != keys_b:
+        raise ValueError(f"the two fragments carry different attributes: {sorted(keys_a ^ keys_b)}")
+    merged = data_a.clone()
+    for key in keys_a:
+        a, b = data_a[key], data_b[key]
+        if key in K.GRAPH_KEYS or not isinstance(a, Tensor) or a.dim() == 0:
+            continue
+        if a.size(0) != na or not isinstance(b, Tensor) or b.size(0) != nb:
+            raise ValueError(f"attribute {key!r} is neither node- nor graph-level; cannot join the fragments")
+        if key == K.POS:
+            b = b + shift.to(b.dtype)
+        merged[key] = torch.cat([a, b], dim=0)
+    return merged
+
+
+def assert_extensive(
+    model: Callable,
+    data_a,
+    data_b,
+    cutoff: float,
+    *,
+    gap: float = 1.0,
+    energy_key: str = K.ENERGY,
+    atol: Optional[float] = None,
+    rtol: Optional[float] = None,
+) -> Dict[str, float]:
+    r"""Assert that two fragments farther apart than the cutoff do not interact.
+
+    ``data_b`` is moved along :math:`x` until its closest approach to ``data_a`` exceeds
+    ``cutoff + gap``, both are joined into one graph, and
+
+    .. math::
+        E(A \cup B) = E(A) + E(B)
+
+    with every node-level output (forces, per-atom energies) of each fragment equal to
+    its value alone (``"point"`` outputs of ``B`` taken at its moved position). A
+    per-graph constant in the energy (e.g. a readout's per-graph ``shift`` left non-zero)
+    fails: energies must be sums of atomic terms.
+
+    Args:
+        model (callable): builds its own radius graph; returns a dict with ``energy_key``.
+        data_a (Data): a non-periodic fragment without ``edge_index``.
+        data_b (Data): another, with the same attributes.
+        cutoff (float): the model's cutoff, Å.
+        gap (float, optional): extra separation beyond the cutoff, Å. (default: :obj:`1.0`)
+        energy_key (str, optional): (default: :obj:`"energy"`)
+        atol (float, optional): absolute tolerance. (default: by output dtype, see module doc)
+        rtol (float, optional): relative tolerance. (default: by output dtype)
+
+    Returns:
+        dict: ``{output name: largest absolute error}``.
+
+    Raises:
+        AssertionError: naming each output that differs, with numbers.
+        ValueError: periodic data, precomputed edges, fragments with different attributes.
+    """
+    what = "assert_extensive"
+    for name, d in (("data_a", data_a), ("data_b", data_b)):
+        _check_data(d, name)
+        _require_open(d, f"{what} ({name})")
+        if not isinstance(getattr(d, K.POS, None), Tensor) or d[K.POS].numel() == 0:
+            raise ValueError(f"{what}: `{name}.pos` must be a non-empty [N, 3] tensor")
+    cutoff = _positive("cutoff", cutoff)
+    gap = _positive("gap", gap)
+    atol, rtol = _non_negative("atol", atol), _non_negative("rtol", rtol)
+    pos_a = data_a[K.POS].detach().to(torch.float64)
+    pos_b = data_b[K.POS].detach().to(torch.float64)
+    shift = torch.zeros(3, dtype=torch.float64, device=pos_b.device)
+    shift[0] = float(pos_a[:, 0].max() - pos_b[:, 0].min()) + cutoff + gap
+    moved_b = data_b.clone()
+    moved_b[K.POS] = (pos_b + shift).to(data_b[K.POS].dtype)
+    joined = _concatenate(data_a, data_b, shift)
+    na = pos_a.size(0)
+
+    out_a = _energy_call(model, data_a.clone(), (energy_key,))
+    out_b = _energy_call(model, moved_b, (energy_key,))
+    out_ab = _energy_call(model, joined, (energy_key,))
+    errors: Dict[str, float] = {}
+    failures = []
+
+    def compare(name: str, actual: Tensor, expected: Tensor, dtype: torch.dtype, label: str) -> None:
+        err, size = _error(actual, expected)
+        errors[name] = max(errors.get(name, 0.0), err)
+        a, r = _tolerance(dtype, atol, rtol)
+        if not err <= a + r * size:
+            failures.append(f"{label}: max abs error {err:.3g} > tolerance {a + r * size:.3g} (atol {a:g}, rtol {r:g})")
+
+    e_a, e_b = _energy_of(out_a, energy_key), _energy_of(out_b, energy_key)
+    e_ab = _energy_of(out_ab, energy_key)
+    compare(energy_key, e_ab, e_a + e_b, out_ab[energy_key].dtype,
+            f"{energy_key!r}: E(A+B) = {float(e_ab.sum()):.10g} but E(A) + E(B) = {float(e_a.sum()):.10g} + "
+            f"{float(e_b.sum()):.10g} = {float((e_a + e_b).sum()):.10g}")
+    kinds = _output_kinds(model, out_ab, na + pos_b.size(0))
+    for name, (type_, level) in kinds.items():
+        if level != "node" or name == energy_key or not out_ab[name].is_floating_point():
+            continue
+        if name not in out_a or name not in out_b:
+            failures.append(f"output {name!r} is missing for a fragment alone")
+            continue
+        expected = torch.cat([out_a[name].detach().to(torch.float64), out_b[name].detach().to(torch.float64)])
+        compare(name, out_ab[name], expected, out_ab[name].dtype,
+                f"{name!r} of the joined fragments differs from each fragment alone")
+    if failures:
+        raise AssertionError(f"fragments more than the cutoff ({cutoff:g} Å) apart interact:\n  " + "\n  ".join(failures))
+    return errors
+
+
+class EnergyModelTests(EquivariantModelTests):
+    """NequIP-style mixin for energy models (interatomic potentials): inherit it in a
+    pytest test class that provides the fixtures
+
+    - ``model``: returns a dict with ``"energy"`` ``[G]`` and ``"forces"`` ``[N, 3]`` (and
+      ``"stress"`` ``[G, 3, 3]`` if it computes one), e.g. a
+      :class:`~equigraph.models.ForceField`; float64, ``eval()`` mode, building its own
+      radius graph (the cutoff is read from ``model.cutoff``);
+    - ``data_list``: at least two non-periodic structures of different sizes, float64,
+      without ``edge_index``;
+    - ``periodic_data`` (optional): one periodic structure (``cell``, ``pbc``), float64;
+      the periodic tests skip when the class has no such fixture or it returns
+      :obj:`None`.
+
+    and the class gains, besides :class:`EquivariantModelTests`' equivariance and batching
+    tests (energy invariant, forces equivariant, under rotations, reflections,
+    translations and permutations): forces equal to the finite-difference gradient of the
+    energy (:func:`assert_forces_match_energy`, every coordinate of the smallest
+    structure, at most ``max_fd_atoms`` atoms), forces summing to zero, E(3) and batching
+    on periodic data, invariance under lattice translations
+    (:func:`assert_lattice_invariant`), stress equal to the strain derivative of the energy
+    (:func:`assert_stress_matches_energy`), smoothness at the cutoff
+    (:func:`assert_smooth_at_cutoff`) and additivity of far-apart fragments
+    (:func:`assert_extensive`).
+
+    Class attributes: ``energy_key``, ``forces_key``, ``stress_key``; ``cutoff``
+    (:obj:`None`: ``model.cutoff``; the cutoff tests skip when neither is set);
+    ``fd_step``, ``fd_atol``, ``fd_rtol``, ``max_fd_atoms`` (finite differences);
+    ``smooth_delta``; ``extensive_gap``; and ``group``, ``in_types``, ``out_types``,
+    ``atol``, ``rtol`` of :class:`EquivariantModelTests` (also used for the lattice,
+    batching and extensivity checks).
+
+    Example::
+
+        class TestMyPotential(EnergyModelTests):
+            @pytest.fixture
+            def model(self):
+                return ForceField(MyEnergyModel(cutoff=4.0), stress=True).double().eval()
+
+            @pytest.fixture
+            def data_list(self):
+                return [Data(z=..., pos=...), Data(z=..., pos=...)]
+
+            @pytest.fixture
+            def periodic_data(self):
+                return from_ase(bulk("Cu", "fcc", a=3.6, cubic=True), dtype=torch.float64)
+    """
+
+    energy_key: str = K.ENERGY
+    forces_key: str = K.FORCES
+    stress_key: str = K.STRESS
+    cutoff: Optional[float] = None
+    fd_step: float = 1e-5
+    fd_atol: float = 1e-6
+    fd_rtol: float = 1e-5
+    max_fd_atoms: int = 6
+    smooth_delta: float = 1e-5
+    extensive_gap: float = 1.0
+
+    # -- helpers ---------------------------------------------------------------------
+    @staticmethod
+    def _periodic_data(request):
+        import pytest
+
+        try:
+            data = request.getfixturevalue("periodic_data")
+        except pytest.FixtureLookupError:
+            data = None
+        if data is None:
+            pytest.skip("no periodic_data fixture (or it returned None)")
+        return data
+
+    def _model_cutoff(self, model) -> float:
+        import pytest
+
+        cutoff = self.cutoff if self.cutoff is not None else getattr(model, "cutoff", None)
+        if cutoff is None:
+            pytest.skip("the model has no cutoff (set the class attribute `cutoff`)")
+        return float(cutoff)
+
+    def _fd_atoms(self, data) -> List[int]:
+        return list(range(min(_num_nodes(data), self.max_fd_atoms)))
+
+    def _has_stress(self, model, data) -> bool:
+        out = model(data.clone())
+        return isinstance(out, Mapping) and isinstance(out.get(self.stress_key), Tensor)
+
+    # -- tests -----------------------------------------------------------------------
+    def test_energy_and_forces_shapes(self, model, data_list):
+        from torch_geometric.data import Batch
+
+        batch = Batch.from_data_list(list(data_list))
+        out = _energy_call(model, batch, (self.energy_key, self.forces_key))
+        energy, forces = out[self.energy_key], out[self.forces_key]
+        assert tuple(energy.reshape(-1).shape) == (len(data_list),), (
+            f"{self.energy_key!r} has shape {tuple(energy.shape)}, expected one per graph ({len(data_list)})")
+        assert tuple(forces.shape) == (batch.num_nodes, 3), (
+            f"{self.forces_key!r} has shape {tuple(forces.shape)}, expected ({batch.num_nodes}, 3)")
+        for name, value in out.items():
+            if isinstance(value, Tensor) and value.is_floating_point():
+                assert bool(torch.isfinite(value).all()), f"output {name!r} contains NaN or inf"
+
+    def test_forces_match_energy(self, model, data_list):
+        data = min(data_list, key=_num_nodes)
+        assert_forces_match_energy(model, data, atoms=self._fd_atoms(data), step=self.fd_step, atol=self.fd_atol,
+                                   rtol=self.fd_rtol, energy_key=self.energy_key, forces_key=self.forces_key)
+
+    def test_forces_match_energy_periodic(self, model, request):
+        data = self._periodic_data(request)
+        assert_forces_match_energy(model, data, atoms=self._fd_atoms(data), step=self.fd_step, atol=self.fd_atol,
+                                   rtol=self.fd_rtol, energy_key=self.energy_key, forces_key=self.forces_key)
+
+    def test_forces_sum_to_zero(self, model, data_list, request):
+        # Newton's third law: a translation-invariant energy has no net force, periodic or not.
+        import pytest
+
+        graphs = list(data_list)
+        try:
+            periodic = request.getfixturevalue("periodic_data")
+        except pytest.FixtureLookupError:
+            periodic = None
+        if periodic is not None:
+            graphs.append(periodic)
+        for i, data in enumerate(graphs):
+            forces = _energy_call(model, data.clone(), (self.forces_key,))[self.forces_key].detach()
+            net = forces.to(torch.float64).sum(dim=0)
+            a, r = _tolerance(forces.dtype, self.atol, self.rtol)
+            allowed = a + r * forces.size(0) * float(forces.abs().max())
+            assert float(net.abs().max()) <= allowed, (
+                f"structure {i}: the forces sum to {_fmt_vec(net)}, not zero (tolerance {allowed:.3g})")
+
+    def test_equivariant_periodic(self, model, request):
+        assert_equivariant(model, self._periodic_data(request), self.group, **self._kwargs())
+
+    def test_batch_consistent_periodic(self, model, request):
+        data = self._periodic_data(request)
+        other = data.clone()
+        gen = torch.Generator().manual_seed(0)
+        other[K.POS] = data[K.POS] + 0.05 * torch.randn(data[K.POS].shape, generator=gen, dtype=torch.float64).to(
+            data[K.POS])
+        assert_batch_consistent(model, [data, other], atol=self.atol, rtol=self.rtol)
+
+    def test_lattice_translation(self, model, request):
+        assert_lattice_invariant(model, self._periodic_data(request), atol=self.atol, rtol=self.rtol)
+
+    def test_stress_matches_energy(self, model, request):
+        import pytest
+
+        data = self._periodic_data(request)
+        if not self._has_stress(model, data):
+            pytest.skip(f"the model returns no {self.stress_key!r}")
+        assert_stress_matches_energy(model, data, step=self.fd_step, atol=self.fd_atol, rtol=self.fd_rtol,
+                                     energy_key=self.energy_key, stress_key=self.stress_key)
+
+    def test_smooth_at_cutoff(self, model, data_list):
+        cutoff = self._model_cutoff(model)
+        out = model(data_list[0].clone())
+        keys = [k for k in (self.energy_key, self.forces_key, self.stress_key, K.NODE_ENERGY) if k in out]
+        assert_smooth_at_cutoff(model, data_list[0], cutoff, delta=self.smooth_delta, keys=keys)
+
+    def test_extensive(self, model, data_list):
+        cutoff = self._model_cutoff(model)
+        assert_extensive(model, data_list[0], data_list[1], cutoff, gap=self.extensive_gap,
+                         energy_key=self.energy_key, atol=self.atol, rtol=self.rtol)

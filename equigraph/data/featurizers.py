@@ -19,6 +19,7 @@ from torch_geometric.data import Data
 from torch_geometric.transforms import BaseTransform
 
 from equigraph.data import keys
+from equigraph.registry import Registry
 
 __all__ = [
     "AtomFeaturizer", "ElementOneHot", "ChargePower", "FormalCharge", "Aromatic",
@@ -324,3 +325,12 @@ def bond_features(mol) -> tuple[torch.Tensor, torch.Tensor]:
     edge_attr = torch.nn.functional.one_hot(torch.tensor(kind, dtype=torch.long), len(BOND_TYPES))
     return edge_index, edge_attr.to(torch.get_default_dtype()).view(-1, len(BOND_TYPES))
 
+
+
+#: Featurisers by config name (``data.featurizer: charge_power`` or ``{name: element_onehot, elements: [...]}``).
+FEATURIZERS = Registry("featurizer")
+FEATURIZERS.register("charge_power", ChargePower)
+FEATURIZERS.register("element_onehot", ElementOneHot)
+FEATURIZERS.register("formal_charge", FormalCharge)
+FEATURIZERS.register("aromatic", Aromatic)
+FEATURIZERS.register("hybridization", Hybridization)

@@ -17,7 +17,7 @@ from torch_geometric.utils import scatter
 
 from equigraph.graph.brute_force import centre_chunks
 from equigraph.graph.cell import plane_spacings
-from equigraph.graph.coincidence import raise_first
+from equigraph.graph.cutoff import CutoffRule
 from equigraph.graph.edges import squared_norm
 
 #: Bins per cutoff length. Measured on fcc Cu at r = 5 Å (benchmarks/graphs.py): 2 visits
@@ -51,8 +51,8 @@ def _grid(frac: Tensor, batch: Tensor, sizes: Tensor, spacing: Tensor, pbc: Tens
 
 
 def cell_list_pairs(posw: Tensor, frac: Tensor, batch: Tensor, sizes: Tensor, basis: Tensor,
-                    pbc: Tensor, r: float, loop: bool = False, min2: float = 0.0):
-    """All pairs closer than ``r`` for a batch **sorted** by graph.
+                    pbc: Tensor, rule: CutoffRule, loop: bool = False):
+    """All pairs closer than ``rule.r`` for a batch **sorted** by graph.
 
     Args:
         posw (Tensor): ``[N, 3]`` positions wrapped into the cell along periodic directions.
@@ -60,11 +60,10 @@ def cell_list_pairs(posw: Tensor, frac: Tensor, batch: Tensor, sizes: Tensor, ba
         batch (Tensor): ``[N]`` sorted graph index; ``sizes`` ``[G]`` nodes per graph.
         basis (Tensor): ``[G, 3, 3]`` full-rank basis (see :func:`complete_basis`).
         pbc (Tensor): ``[G, 3]`` bool.
-        r (float): cutoff (pairs with distance ``< r``).
+        rule (CutoffRule): the cutoff: bins are sized for its ``search_r`` and it decides
+            every candidate closer than that (and raises
+            :class:`~equigraph.graph.coincidence.CoincidentEdge` for coincident atoms).
         loop (bool): keep ``i == j`` with zero shift.
-        min2 (float): squared coincidence tolerance: a kept edge other than a self loop
-            shorter than ``sqrt(min2)`` raises
-            :class:`~equigraph.graph.coincidence.CoincidentEdge` (``0``: no check).
 
     Returns:
         ``(centre, neighbour, shift)`` with ``shift`` ``int64`` ``[E, 3]`` in rows of
@@ -72,7 +71,7 @@ def cell_list_pairs(posw: Tensor, frac: Tensor, batch: Tensor, sizes: Tensor, ba
     """
     device = posw.device
     spacing = plane_spacings(basis)
-    nbins, lo, width, reach = _grid(frac, batch, sizes, spacing, pbc, r)
+    nbins, lo, width, reach = _grid(frac, batch, sizes, spacing, pbc, rule.search_r)
     num_graphs = sizes.numel()
     bins_per_graph = nbins.prod(dim=1)
     bin_ptr = torch.cumsum(bins_per_graph, 0) - bins_per_graph
@@ -90,8 +89,7 @@ def cell_list_pairs(posw: Tensor, frac: Tensor, batch: Tensor, sizes: Tensor, ba
 
     span = 2 * reach + 1
     offsets_per_graph = span.prod(dim=1)
-    image_vec = basis.to(posw.dtype)
-    r2 = r * r
+    hi2 = rule.hi2
 
     out_c, out_j, out_s = [], [], []
     per_centre = offsets_per_graph[g_atom]
@@ -120,12 +118,14 @@ def cell_list_pairs(posw: Tensor, frac: Tensor, batch: Tensor, sizes: Tensor, ba
         tbin = torch.where(valid, tbin, torch.zeros_like(tbin))
         cnt = torch.where(valid, bin_count.index_select(0, tbin) if total_bins else torch.zeros_like(tbin),
                           torch.zeros_like(tbin))
-        # anchor = pos_i - shift @ basis, so that vec = pos_j - anchor
+        # anchor = pos_i - shift @ basis, so that vec = pos_j - anchor; the image in float64
+        # (then rounded once): a float32 matmul may run in TF32 on GPU, far outside the
+        # margin of the cutoff rule
         if num_graphs == 1:
-            image = shift.to(posw.dtype) @ image_vec[0]
+            image = shift.to(basis.dtype) @ basis[0]
         else:
-            image = torch.bmm(shift.to(posw.dtype).unsqueeze(1), image_vec.index_select(0, g)).squeeze(1)
-        anchor = posw.index_select(0, c) - image
+            image = torch.bmm(shift.to(basis.dtype).unsqueeze(1), basis.index_select(0, g)).squeeze(1)
+        anchor = posw.index_select(0, c) - image.to(posw.dtype)
         shift_nonzero = (shift != 0).any(dim=1)
         for p, q in centre_chunks(cnt, PAIR_CHUNK):
             cc = cnt[p:q]
@@ -140,21 +140,16 @@ def cell_list_pairs(posw: Tensor, frac: Tensor, batch: Tensor, sizes: Tensor, ba
             j = atom_order.index_select(0, bin_start.index_select(0, tbin.index_select(0, row)) + rank)
             vec = posw.index_select(0, j) - anchor.index_select(0, row)
             d2 = squared_norm(vec)
-            keep = d2 < r2
-            if not loop or min2 > 0:
-                ci = c.index_select(0, row)
-                distinct = (ci != j) | (shift_nonzero.index_select(0, row))
+            keep = d2 < hi2  # candidates, with the margin; the rule decides
             if not loop:
-                keep &= distinct
-            if min2 > 0:
-                bad = keep & distinct & (d2 < min2)
-                if bool(bad.any()):
-                    raise_first(bad, ci, j, shift.index_select(0, row), d2)
+                keep &= (c.index_select(0, row) != j) | shift_nonzero.index_select(0, row)
             kept = keep.nonzero().squeeze(1)
             row = row.index_select(0, kept)
-            out_c.append(c.index_select(0, row))
-            out_j.append(j.index_select(0, kept))
-            out_s.append(shift.index_select(0, row))
+            ck, jk, sk = c.index_select(0, row), j.index_select(0, kept), shift.index_select(0, row)
+            keep = rule.decide(ck, jk, sk, d2.index_select(0, kept))
+            out_c.append(ck[keep])
+            out_j.append(jk[keep])
+            out_s.append(sk[keep])
     if not out_c:
         empty = torch.zeros(0, dtype=torch.long, device=device)
         return empty, empty, torch.zeros(0, 3, dtype=torch.long, device=device)

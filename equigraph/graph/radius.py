@@ -1,6 +1,9 @@
 """Radius graphs, open and periodic, with a choice of backends.
 
-Every backend returns the same edge set in the same order; they differ only in speed:
+Every backend returns the same edge set in the same order; they differ only in speed. The
+same set, not merely nearly the same: whatever arithmetic a backend searches with, the
+edges at the cutoff (and the coincidence check) are decided by one float64 formula on the
+positions given, :mod:`equigraph.graph.cutoff`.
 
 * ``"brute"``: block-diagonal all pairs (plus periodic images), ``O(sum_g n_g^2 K_g)``;
   best for batches of small molecules, on CPU and GPU.
@@ -27,7 +30,8 @@ from equigraph.graph.checks import (
     check_pos,
     check_positive_int,
 )
-from equigraph.graph.coincidence import DEFAULT_MIN_DISTANCE, CoincidentEdge, coincidence_message, raise_first
+from equigraph.graph.coincidence import DEFAULT_MIN_DISTANCE, CoincidentEdge, coincidence_message
+from equigraph.graph.cutoff import CutoffRule, reference_sq_dist
 from equigraph.graph.edges import key_layout, nearest_mask, pack_keys, sort_keys, sort_order, squared_norm, unpack_keys
 from equigraph.graph.vesin_backend import vesin_keys, vesin_pairs
 
@@ -68,8 +72,7 @@ def _image_table(reach: Tensor, basis: Tensor, dtype: torch.dtype):
     return count, first, shifts, vectors
 
 
-def _brute_pairs(posw: Tensor, batch: Tensor, ptr: Tensor, r: float, loop: bool, table=None, min2: float = 0.0):
-    r2 = r * r
+def _brute_pairs(posw: Tensor, batch: Tensor, ptr: Tensor, rule: CutoffRule, loop: bool, table=None):
     images = None if table is None else table[0]
     out_c, out_j, out_s = [], [], []
     for c, j, t in block_pairs(batch, ptr, images):
@@ -81,14 +84,16 @@ def _brute_pairs(posw: Tensor, batch: Tensor, ptr: Tensor, r: float, loop: bool,
             vec = vec + vectors.index_select(0, idx)
             s = shifts.index_select(0, idx)
         d2 = squared_norm(vec)
-        keep = d2 < r2
-        distinct = c != j
-        if s is not None:
-            distinct |= (s != 0).any(dim=1)
+        keep = d2 < rule.hi2  # candidates, with the margin; the rule decides
         if not loop:
+            distinct = c != j
+            if s is not None:
+                distinct |= (s != 0).any(dim=1)
             keep &= distinct
-        if min2 > 0:
-            raise_first(keep & distinct & (d2 < min2), c, j, s, d2)
+        kept = keep.nonzero().squeeze(1)
+        c, j, d2 = c.index_select(0, kept), j.index_select(0, kept), d2.index_select(0, kept)
+        s = None if s is None else s.index_select(0, kept)
+        keep = rule.decide(c, j, s, d2)
         if s is not None:
             out_s.append(s[keep])
         out_c.append(c[keep])
@@ -100,15 +105,15 @@ def _brute_pairs(posw: Tensor, batch: Tensor, ptr: Tensor, r: float, loop: bool,
 
 
 def _pairs(backend: str, posw: Tensor, pos_s: Tensor, batch_s: Tensor, ptr: Tensor, sizes: Tensor, num_graphs: int,
-           r: float, loop: bool, periodic: bool, basis, pbc, frac, reach, min_distance: float):
+           rule: CutoffRule, loop: bool, periodic: bool, basis, pbc, frac, reach):
     """Unordered ``(centre, neighbour, shift int64)`` from one backend, in sorted-batch
     indices, shifts between wrapped positions."""
     device = posw.device
     if backend == "brute":
         table = _image_table(reach, basis, posw.dtype) if periodic else None
-        c, j, s = _brute_pairs(posw, batch_s, ptr, r, loop and not periodic, table, min_distance ** 2)
+        c, j, s = _brute_pairs(posw, batch_s, ptr, rule, loop and not periodic, table)
     elif backend == "vesin":
-        c, j, s = vesin_pairs(posw, r, ptr, basis if periodic else None, pbc if periodic else None, min_distance)
+        c, j, s = vesin_pairs(posw, rule, ptr, basis if periodic else None, pbc if periodic else None)
         if loop and not periodic:
             self_idx = torch.arange(posw.size(0))
             c, j = torch.cat([c, self_idx]), torch.cat([j, self_idx])
@@ -120,8 +125,7 @@ def _pairs(backend: str, posw: Tensor, pos_s: Tensor, batch_s: Tensor, ptr: Tens
             cl_basis = torch.eye(3, dtype=torch.float64, device=device).expand(num_graphs, 3, 3)
             cl_pbc = torch.zeros(num_graphs, 3, dtype=torch.bool, device=device)
             cl_frac = pos_s.double()
-        c, j, s = cell_list_pairs(posw, cl_frac, batch_s, sizes, cl_basis, cl_pbc, r, loop and not periodic,
-                                  min_distance ** 2)
+        c, j, s = cell_list_pairs(posw, cl_frac, batch_s, sizes, cl_basis, cl_pbc, rule, loop and not periodic)
     return c.to(device), j.to(device), s.to(device)
 
 
@@ -155,12 +159,14 @@ def _search(pos: Tensor, r: float, batch: Tensor, cell: Optional[Tensor], pbc: O
     if periodic:
         basis = complete_basis(cell, pbc)
         posw, frac, offset = wrap_positions(pos_s, batch_s, basis, pbc)
+        rule = CutoffRule(pos_s, r, min_distance, batch=batch_s, basis=basis, pbc=pbc, offset=offset, posw=posw)
         spacing = plane_spacings(basis)
-        reach = torch.where(pbc, torch.ceil(r / spacing * (1 + 1e-9)), torch.zeros_like(spacing)).long()
+        reach = torch.where(pbc, torch.ceil(rule.search_r / spacing * (1 + 1e-9)), torch.zeros_like(spacing)).long()
         images = (2 * reach + 1).prod(dim=1)
     else:
         basis = offset = frac = reach = None
         posw = pos_s
+        rule = CutoffRule(pos_s, r, min_distance, batch=batch_s)
         images = torch.ones_like(sizes)
     if backend == "auto":
         backend = choose_backend(device, sizes, images)
@@ -173,11 +179,11 @@ def _search(pos: Tensor, r: float, batch: Tensor, cell: Optional[Tensor], pbc: O
             # the cell faces (vesin_keys checks, and falls back below if one does not fit)
             layout = key_layout(n, int(reach.max()) + 1 if periodic else 0)
             if layout is not None:
-                key = vesin_keys(posw, r, ptr, basis if periodic else None, pbc if periodic else None,
-                                 loop and not periodic, layout, min_distance)
+                key = vesin_keys(posw, rule, ptr, basis if periodic else None, pbc if periodic else None,
+                                 loop and not periodic, layout)
         if key is None:
-            c, j, s = _pairs(backend, posw, pos_s, batch_s, ptr, sizes, num_graphs, r, loop, periodic, basis, pbc,
-                             frac, reach, min_distance)
+            c, j, s = _pairs(backend, posw, pos_s, batch_s, ptr, sizes, num_graphs, rule, loop, periodic, basis, pbc,
+                             frac, reach)
     except CoincidentEdge as err:
         raise ValueError(coincidence_message(err, min_distance, perm, batch_s, offset, num_graphs)) from None
     if key is None:
@@ -206,11 +212,10 @@ def _search(pos: Tensor, r: float, batch: Tensor, cell: Optional[Tensor], pbc: O
         shift += (offset[edge_index[1]] - offset[edge_index[0]]).to(shift_dtype)
 
     if max_num_neighbors is not None:
+        # ranked by the distances the rule kept them by, so no backend's rounding breaks ties
         c, j = edge_index[1], edge_index[0]
-        vec = pos[j] - pos[c]
-        if periodic:
-            vec = vec + torch.bmm(shift.to(basis.dtype).unsqueeze(1), basis[batch[c]]).squeeze(1).to(pos.dtype)
-        keep = nearest_mask(c, squared_norm(vec), max_num_neighbors, n)
+        d2 = reference_sq_dist(pos.double(), c, j, shift.double() if periodic else None, basis, batch)
+        keep = nearest_mask(c, d2, max_num_neighbors, n)
         edge_index = edge_index[:, keep]
         shift = shift[keep] if shift is not None else None
     if cell is not None and shift is None:

@@ -9,6 +9,11 @@ arrays, which equigraph does not depend on, so GPU tensors never come here.
 and turns them straight into sorted packed edge keys (:func:`~equigraph.graph.edges.key_layout`),
 so a search costs vesin's own time plus one integer sort, with no int64 copies of the
 raw arrays, no argsort and no gathers.
+
+vesin runs with the cutoff ``rule.search_r`` (a hair above ``r``) and always returns its
+distances: the positions it gets are already rounded by the wrapping, so a pair just inside
+``r`` by the float64 rule (:mod:`equigraph.graph.cutoff`) may be just outside by vesin's
+arithmetic; the rule then decides the pairs near ``r`` from vesin's distances.
 """
 from __future__ import annotations
 
@@ -18,7 +23,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from equigraph.graph.coincidence import CoincidentEdge
+from equigraph.graph.cutoff import CutoffRule
 
 
 def _check_device(pos: Tensor) -> None:
@@ -26,25 +31,22 @@ def _check_device(pos: Tensor) -> None:
         raise ValueError(f"backend='vesin' needs CPU tensors (no GPU arrays without cupy), got `pos` on {pos.device}")
 
 
-def _compute(nl, xyz, box, periodic, min_distance: float, first: int):
-    """vesin's ``(i, j, S or None)`` for one graph (buffers in place). With ``min_distance
-    > 0`` vesin also writes the distances it computed anyway ("d", ~5% more time at 100k
-    atoms) and the first pair closer than that raises :class:`CoincidentEdge`."""
-    want_d = min_distance > 0
+def _compute(nl, xyz, box, periodic, rule: CutoffRule, first: int):
+    """vesin's ``(i, j, S or None)`` for one graph (buffers in place) and the mask of the
+    pairs the cutoff rule keeps (``None``: all), raising
+    :class:`~equigraph.graph.coincidence.CoincidentEdge` as the rule does. vesin writes
+    the distances it computed anyway ("d", ~5% more time at 100k atoms)."""
     if periodic is not None:
-        out = nl.compute(xyz, box, periodic, "ijSd" if want_d else "ijS", copy=False)
-        i, j, s = out[0], out[1], out[2]
+        i, j, s, d = nl.compute(xyz, box, periodic, "ijSd", copy=False)
     else:
-        out = nl.compute(xyz, box, False, "ijd" if want_d else "ij", copy=False)
-        i, j, s = out[0], out[1], None
-    if want_d:
-        d = out[-1]
-        # vesin never returns i == j with zero shift, so every pair here is a distinct one
-        if d.size and float(d.min()) < min_distance:
-            k = int(np.flatnonzero(d < min_distance)[0])
-            raise CoincidentEdge(first + int(i[k]), first + int(j[k]), None if s is None else s[k].tolist(),
-                                 float(d[k]))
-    return i, j, s
+        i, j, d = nl.compute(xyz, box, False, "ijd", copy=False)
+        s = None
+    if not d.size:
+        return i, j, s, None
+    np.multiply(d, d, out=d)  # vesin's buffer, ours until the next compute
+    keep = rule.decide(torch.from_numpy(i.view(np.int64)), torch.from_numpy(j.view(np.int64)),
+                       None if s is None else torch.from_numpy(s), torch.from_numpy(d), first).numpy()
+    return i, j, s, (None if keep.all() else keep)
 
 
 def _graphs(pos: Tensor, ptr: Tensor, basis: Optional[Tensor], pbc: Optional[Tensor]):
@@ -64,23 +66,23 @@ def _graphs(pos: Tensor, ptr: Tensor, basis: Optional[Tensor], pbc: Optional[Ten
             yield a, xyz[a:b], zero_box, None
 
 
-def vesin_keys(pos: Tensor, r: float, ptr: Tensor, basis: Optional[Tensor], pbc: Optional[Tensor],
-               loop: bool, layout: tuple[int, int, int], min_distance: float = 0.0) -> Optional[Tensor]:
-    """Sorted packed keys (``int64 [E]``) of all pairs within ``r`` of each graph ``g``
-    (nodes ``ptr[g]:ptr[g+1]`` of a batch sorted by graph), in global indices, shifts in
-    rows of ``basis``; self loops ``(i, i, 0)`` added when ``loop``. ``None`` if a shift
-    does not fit ``layout`` (the caller then uses :func:`vesin_pairs`). A pair closer than
-    ``min_distance`` raises :class:`~equigraph.graph.coincidence.CoincidentEdge`."""
+def vesin_keys(pos: Tensor, rule: CutoffRule, ptr: Tensor, basis: Optional[Tensor], pbc: Optional[Tensor],
+               loop: bool, layout: tuple[int, int, int]) -> Optional[Tensor]:
+    """Sorted packed keys (``int64 [E]``) of all edges of each graph ``g`` by the cutoff
+    ``rule`` (nodes ``ptr[g]:ptr[g+1]`` of a batch sorted by graph), in global indices,
+    shifts in rows of ``basis``; self loops ``(i, i, 0)`` added when ``loop``. ``None`` if a
+    shift does not fit ``layout`` (the caller then uses :func:`vesin_pairs`). Coincident
+    atoms raise :class:`~equigraph.graph.coincidence.CoincidentEdge`."""
     from vesin import NeighborList
 
     _check_device(pos)
     node_bits, shift_bits, m = layout
     centre_at, neighbour_at = node_bits + 3 * shift_bits, 3 * shift_bits
     zero_code = sum(m << ((2 - d) * shift_bits) for d in range(3)) if shift_bits else 0
-    nl = NeighborList(cutoff=r, full_list=True)
+    nl = NeighborList(cutoff=rule.search_r, full_list=True)
     keys = []
     for a, xyz, box, periodic in _graphs(pos, ptr, basis, pbc):
-        i, j, s = _compute(nl, xyz, box, periodic, min_distance, a)
+        i, j, s, keep = _compute(nl, xyz, box, periodic, rule, a)
         # vesin's buffers (valid until the next compute) are read, and used as scratch, in
         # place: the key is the only array allocated here, 8 bytes per edge
         i, j = i.view(np.int64), j.view(np.int64)
@@ -99,6 +101,8 @@ def vesin_keys(pos: Tensor, r: float, ptr: Tensor, basis: Optional[Tensor], pbc:
             key += s[:, 2]
         if offset:
             key += offset
+        if keep is not None:
+            key = key[keep]
         if loop:
             idx = np.arange(a, a + len(xyz), dtype=np.int64)
             key = np.concatenate([key, (idx << centre_at) + (idx << neighbour_at) + zero_code])
@@ -111,19 +115,20 @@ def vesin_keys(pos: Tensor, r: float, ptr: Tensor, basis: Optional[Tensor], pbc:
     return torch.from_numpy(keys[0] if len(keys) == 1 else np.concatenate(keys))
 
 
-def vesin_pairs(pos: Tensor, r: float, ptr: Tensor, basis: Optional[Tensor], pbc: Optional[Tensor],
-                min_distance: float = 0.0):
-    """Pairs within ``r`` for each graph ``g`` (nodes ``ptr[g]:ptr[g+1]`` of a batch sorted by
-    graph). Returns ``(centre, neighbour, shift)`` in global indices, unordered, shift as
-    ``int64`` ``[E, 3]`` counted in rows of ``basis`` (zeros when ``basis`` is ``None``);
-    ``min_distance`` as in :func:`vesin_keys`."""
+def vesin_pairs(pos: Tensor, rule: CutoffRule, ptr: Tensor, basis: Optional[Tensor], pbc: Optional[Tensor]):
+    """Edges by the cutoff ``rule`` of each graph ``g`` (nodes ``ptr[g]:ptr[g+1]`` of a batch
+    sorted by graph). Returns ``(centre, neighbour, shift)`` in global indices, unordered,
+    shift as ``int64`` ``[E, 3]`` counted in rows of ``basis`` (zeros when ``basis`` is
+    ``None``); coincident atoms raise as in :func:`vesin_keys`."""
     from vesin import NeighborList
 
     _check_device(pos)
-    nl = NeighborList(cutoff=r, full_list=True)
+    nl = NeighborList(cutoff=rule.search_r, full_list=True)
     out_i, out_j, out_s = [], [], []
     for a, xyz, box, periodic in _graphs(pos, ptr, basis, pbc):
-        i, j, s = _compute(nl, xyz, box, periodic, min_distance, a)
+        i, j, s, keep = _compute(nl, xyz, box, periodic, rule, a)
+        if keep is not None:
+            i, j, s = i[keep], j[keep], (None if s is None else s[keep])
         if s is None:
             s = np.zeros((len(i), 3), dtype=np.int64)
         out_i.append(i.view(np.int64) + a)

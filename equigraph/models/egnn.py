@@ -210,7 +210,7 @@ class EGNN(EquigraphModel):
         return self.readout if key == K.Y else None
 
     def forward(self, data) -> Dict[str, Tensor]:
-        pos = inputs.positions(data)
+        pos = inputs.positions(data, self.embedding.weight.dtype)
         n = pos.size(0)
         z = None
         if self.in_channels is not None:

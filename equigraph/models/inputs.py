@@ -24,8 +24,9 @@ from equigraph.data import keys as K
 __all__ = ["positions", "atomic_numbers", "node_features", "node_vectors", "edge_features", "check_finite"]
 
 
-def positions(data) -> Tensor:
-    """``data.pos`` ``[N, 3]``, floating point, with at least one node."""
+def positions(data, dtype: Optional[torch.dtype] = None) -> Tensor:
+    """``data.pos`` ``[N, 3]``, floating point (of the model's ``dtype`` when given), with at
+    least one node."""
     pos = getattr(data, K.POS, None)
     if pos is None:
         raise ValueError(f"data.{K.POS} is missing")
@@ -35,6 +36,9 @@ def positions(data) -> Tensor:
         raise ValueError(f"data.{K.POS} must be a floating-point tensor, got {pos.dtype}")
     if pos.size(0) == 0:
         raise ValueError(f"data.{K.POS} is empty: the data has no nodes")
+    if dtype is not None and pos.dtype != dtype:
+        raise ValueError(f"data.{K.POS} is {pos.dtype} but the model is {dtype}: convert one of them "
+                         f"(model.to({pos.dtype}) or data.{K.POS}.to({dtype}))")
     return pos
 
 

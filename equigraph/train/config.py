@@ -20,23 +20,21 @@ from typing import Any
 import yaml
 
 #: Defaults merged under every configuration; a config file only states what differs.
+#: ``data`` holds the loader keys below plus the options of the dataset named by
+#: ``data.name`` (validated by its builder in :mod:`equigraph.datasets.registry`).
+#: ``targets`` maps a target name to ``{output, key, loss, weight, metric_unit}``; empty means
+#: every target the dataset declares (see :mod:`equigraph.train.targets`).
 DEFAULTS: dict[str, Any] = {
     "seed": 0,
     "out_dir": "runs/default",
     "model": {},
     "data": {
         "name": "qm9",
-        "root": None,
-        "target": "gap",
-        "split": "egnn",
-        "max_train": None,
-        "max_val": None,
-        "max_test": None,
-        "featurizer": None,
         "batch_size": 96,
         "eval_batch_size": None,
         "num_workers": 0,
     },
+    "targets": {},
     "train": {
         "max_epochs": 100,
         "loss": "l1",
@@ -51,6 +49,7 @@ DEFAULTS: dict[str, Any] = {
         "gradient_clip_val": None,
         "early_stopping_patience": None,
         "metric_unit": None,
+        "fit_statistics": True,
         "accelerator": "auto",
         "devices": 1,
         "num_nodes": 1,
@@ -63,6 +62,21 @@ DEFAULTS: dict[str, Any] = {
         "deterministic": False,
         "num_threads": None,
     },
+}
+
+#: Expected type of each ``train`` / loader key: a wrong type is a one-line error naming it.
+_TYPES: dict[str, tuple] = {
+    "seed": (int,), "out_dir": (str,),
+    "data.batch_size": (int,), "data.eval_batch_size": (int, type(None)), "data.num_workers": (int,),
+    "train.max_epochs": (int,), "train.loss": (str,), "train.optimizer": (str,), "train.lr": (int, float),
+    "train.weight_decay": (int, float), "train.scheduler": (str,), "train.plateau_factor": (int, float),
+    "train.plateau_patience": (int,), "train.min_lr": (int, float), "train.ema_decay": (int, float, type(None)),
+    "train.gradient_clip_val": (int, float, type(None)), "train.early_stopping_patience": (int, type(None)),
+    "train.metric_unit": (str, type(None)), "train.fit_statistics": (bool,), "train.accelerator": (str,),
+    "train.devices": (int, str, list), "train.num_nodes": (int,), "train.strategy": (str,),
+    "train.precision": (str, int), "train.progress_bar": (bool,), "train.log_every_n_steps": (int,),
+    "train.limit_train_batches": (int, float, type(None)), "train.check_val_every_n_epoch": (int,),
+    "train.deterministic": (bool,), "train.num_threads": (int, type(None)),
 }
 
 
@@ -139,30 +153,55 @@ def merge(base: dict, update: dict) -> dict:
     return out
 
 
+def _type_names(types: tuple) -> str:
+    names = {int: "an integer", float: "a number", str: "a string", bool: "true/false", list: "a list",
+             type(None): "null"}
+    return " or ".join(dict.fromkeys(names[t] for t in types))
+
+
 def validate_config(config: dict) -> dict:
-    """Check the structure that the trainer relies on; raise ``ValueError`` naming the key."""
+    """Check the structure and the types that the trainer relies on; raise ``ValueError``
+    naming the key and what is expected. The model's and the dataset's own options are
+    checked by their registries when built."""
     unknown = set(config) - set(DEFAULTS)
     if unknown:
         raise ValueError(f"config: unknown top-level keys {sorted(unknown)}; expected {sorted(DEFAULTS)}")
-    for section in ("model", "data", "train"):
+    for section in ("model", "data", "train", "targets"):
         if not isinstance(config.get(section), dict):
             raise ValueError(f"config: section {section!r} must be a mapping, got {config.get(section)!r}")
     unknown_train = set(config["train"]) - set(DEFAULTS["train"])
     if unknown_train:
         raise ValueError(f"config: unknown train keys {sorted(unknown_train)}; see docs/training.md")
-    unknown_data = set(config["data"]) - set(DEFAULTS["data"])
-    if unknown_data:
-        raise ValueError(f"config: unknown data keys {sorted(unknown_data)}; see docs/training.md")
     if "name" not in config["model"]:
         raise ValueError("config: model.name is required (a name of equigraph.models.registry)")
+    for dotted, types in _TYPES.items():
+        node = config
+        for part in dotted.split("."):
+            node = node[part]
+        ok = isinstance(node, types) and not (isinstance(node, bool) and bool not in types)
+        if not ok:
+            raise ValueError(f"config: {dotted} must be {_type_names(types)}, got {node!r}")
     train = config["train"]
-    if not isinstance(train["max_epochs"], int) or train["max_epochs"] < 1:
-        raise ValueError(f"config: train.max_epochs must be a positive integer, got {train['max_epochs']!r}")
-    if not isinstance(train["lr"], (int, float)) or not train["lr"] > 0:
-        raise ValueError(f"config: train.lr must be a positive number, got {train['lr']!r}")
-    batch = config["data"]["batch_size"]
-    if not isinstance(batch, int) or batch < 1:
-        raise ValueError(f"config: data.batch_size must be a positive integer, got {batch!r}")
+    for key in ("max_epochs", "plateau_patience", "log_every_n_steps", "check_val_every_n_epoch", "num_nodes"):
+        if train[key] < 1:
+            raise ValueError(f"config: train.{key} must be a positive integer, got {train[key]!r}")
+    for key in ("lr",):
+        if not train[key] > 0:
+            raise ValueError(f"config: train.{key} must be a positive number, got {train[key]!r}")
+    if train["gradient_clip_val"] is not None and not train["gradient_clip_val"] > 0:
+        raise ValueError(f"config: train.gradient_clip_val must be a positive number or null, got {train['gradient_clip_val']!r}")
+    if isinstance(train["devices"], int) and train["devices"] < 1 and train["devices"] != -1:
+        raise ValueError(f"config: train.devices must be a positive integer, -1, 'auto' or a list, got {train['devices']!r}")
+    if isinstance(train["devices"], str) and train["devices"] != "auto":
+        raise ValueError(f"config: train.devices must be a positive integer, -1, 'auto' or a list, got {train['devices']!r}")
+    if train["accelerator"] not in ("auto", "cpu", "gpu", "cuda", "mps", "tpu"):
+        raise ValueError(f"config: train.accelerator must be auto, cpu, gpu, cuda or mps, got {train['accelerator']!r}")
+    if config["data"]["batch_size"] < 1:
+        raise ValueError(f"config: data.batch_size must be a positive integer, got {config['data']['batch_size']!r}")
+    for name, spec in config["targets"].items():
+        if not isinstance(spec, dict):
+            raise ValueError(f"config: targets.{name} must be a mapping (output, key, loss, weight, metric_unit), "
+                             f"got {spec!r}")
     return config
 
 
@@ -180,7 +219,13 @@ def load_config(source: str | Path | dict, overrides: list[str] | tuple[str, ...
         if not path.is_file():
             raise ValueError(f"config file {str(path)!r} does not exist")
         with open(path) as f:
-            raw = _yaml(f.read()) or {}
+            try:
+                raw = _yaml(f.read()) or {}
+            except yaml.YAMLError as err:
+                mark = getattr(err, "problem_mark", None)
+                where = f" line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
+                problem = getattr(err, "problem", None) or str(err).splitlines()[0]
+                raise ValueError(f"config file {str(path)!r}:{where}: YAML syntax error: {problem}") from None
         if not isinstance(raw, dict):
             raise ValueError(f"config file {str(path)!r} must hold a mapping, got {type(raw).__name__}")
     raw = apply_overrides(raw, list(overrides))

@@ -1,30 +1,50 @@
-"""From a configuration to a trained, evaluated checkpoint; loading checkpoints back."""
+"""From a configuration to a trained, tested, saved model; resuming; evaluating.
+
+Every run writes into a new folder ``OUT_DIR/version_N`` (the next free ``N``), so a
+second run never deletes or overwrites the files of an earlier one; ``resume=RUN_DIR``
+continues a run in its own folder from ``checkpoints/last.ckpt`` (weights, optimiser,
+scheduler, epoch, EMA). The configuration is validated, the model built and the data
+loaded *before* any folder is created.
+"""
 from __future__ import annotations
 
+import copy
 import json
-from dataclasses import asdict, dataclass
+import re
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import lightning.pytorch as pl
 import torch
+import yaml
 from lightning.pytorch.callbacks import EarlyStopping, EMAWeightAveraging, ModelCheckpoint, TQDMProgressBar
 from lightning.pytorch.loggers import CSVLogger
-from lightning.pytorch.utilities.rank_zero import rank_zero_only
+from torch_geometric.loader import DataLoader
 
 from equigraph.data import keys as K
+from equigraph.datasets.registry import DataSplits, build_splits
+from equigraph.models import io as model_io
 from equigraph.train.callbacks import EpochTimer, LearningCurve, NonFiniteLoss
-from equigraph.train.config import load_config
-from equigraph.train.data import DataSplits, PropertyDataModule, build_featurizer, build_splits
-from equigraph.train.module import PropertyModule, mean_baseline_mae, target_statistics
-from equigraph.train.units import conversion_factor
+from equigraph.train.config import DEFAULTS, apply_overrides, load_config, validate_config
+from equigraph.train.data import SplitsDataModule
+from equigraph.train.module import TaskModule, _build_model
+from equigraph.registry import spec_of
+from equigraph.train.targets import Target, fit_statistics, pair, resolve_targets
+
+#: ``data`` keys that configure the loaders; the rest are the dataset's own options.
+LOADER_KEYS = ("name", "batch_size", "eval_batch_size", "num_workers")
+#: Overrides ``evaluate`` accepts: where the data lives and how it is batched, nothing that
+#: changes what the model is scored on.
+EVALUATE_OVERRIDES = ("data.root", "data.batch_size", "data.eval_batch_size", "data.num_workers")
 
 
 @dataclass
 class FitResult:
-    """What a finished run produced; also written to ``OUT_DIR/result.json``."""
+    """What a finished run produced; also written to ``RUN_DIR/result.json``."""
 
     out_dir: str
     checkpoint: str
+    model_file: str
     metrics_csv: str
     plot: str
     target: str
@@ -38,54 +58,45 @@ class FitResult:
     num_train: int
     num_parameters: int
     world_size: int
+    metrics: dict = field(default_factory=dict)
 
 
-def build_module(config: dict, splits: DataSplits, model: torch.nn.Module | None = None) -> PropertyModule:
-    """The :class:`PropertyModule` of ``config``, its normalisation fitted on the train split.
-
-    ``model`` replaces the registry model of ``config["model"]`` (then checkpoints need it
-    passed to ``load_from_checkpoint`` again).
-    """
-    train = config["train"]
-    mean, mad = target_statistics(splits.targets("train"))
-    return PropertyModule(
-        model if model is not None else config["model"],
-        target=splits.target,
-        unit=splits.unit,
-        target_index=splits.target_index,
-        mean=mean,
-        mad=mad,
-        loss=train["loss"],
-        optimizer=train["optimizer"],
-        lr=float(train["lr"]),
-        weight_decay=float(train["weight_decay"]),
-        scheduler=train["scheduler"],
-        max_epochs=train["max_epochs"],
-        min_lr=float(train["min_lr"]),
-        plateau_factor=train["plateau_factor"],
-        plateau_patience=train["plateau_patience"],
-        metric_unit=train["metric_unit"],
-        config=config,
-    )
+def _dataset_options(data_cfg: dict) -> dict:
+    return {k: v for k, v in data_cfg.items() if k not in LOADER_KEYS[1:]}
 
 
-def build_trainer(config: dict, out_dir: str | Path) -> tuple[pl.Trainer, EpochTimer, ModelCheckpoint]:
+def new_run_dir(out_dir: str | Path) -> Path:
+    """``out_dir/version_N`` with the next free ``N`` (created)."""
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    taken = [int(m.group(1)) for p in out_dir.iterdir() if (m := re.fullmatch(r"version_(\d+)", p.name))]
+    for n in range(max(taken, default=-1) + 1, max(taken, default=-1) + 1000):
+        run = out_dir / f"version_{n}"
+        try:
+            run.mkdir()
+            return run
+        except FileExistsError:  # another process took it
+            continue
+    raise ValueError(f"out_dir: could not create a new version folder in {str(out_dir)!r}")
+
+
+def build_trainer(config: dict, run_dir: str | Path, grad_in_eval: bool) -> tuple[pl.Trainer, EpochTimer, ModelCheckpoint]:
     """A Lightning ``Trainer`` with checkpoints, CSV log, learning curve, NaN stop, optional
     EMA and early stopping, from the ``train`` section."""
     train = config["train"]
-    out_dir = Path(out_dir)
+    run_dir = Path(run_dir)
     timer = EpochTimer()
-    ckpt = ModelCheckpoint(dirpath=out_dir / "checkpoints", filename="best", monitor="val_mae", mode="min",
+    ckpt = ModelCheckpoint(dirpath=run_dir / "checkpoints", filename="best", monitor="val_loss", mode="min",
                            save_last=True)
-    title = f"{config['model'].get('name')} / {config['data'].get('target')}"
-    callbacks: list[pl.Callback] = [NonFiniteLoss(), timer, ckpt, LearningCurve(out_dir / "learning_curve.png", title)]
+    title = f"{config['model'].get('name')} / {', '.join(config.get('targets') or []) or config['data'].get('name')}"
+    callbacks: list[pl.Callback] = [NonFiniteLoss(), timer, ckpt, LearningCurve(run_dir / "learning_curve.png", title)]
     if train["ema_decay"] is not None:
         decay = float(train["ema_decay"])
         if not 0.0 < decay < 1.0:
             raise ValueError(f"train.ema_decay: must lie in (0, 1), got {decay}")
         callbacks.append(EMAWeightAveraging(decay=decay))
     if train["early_stopping_patience"] is not None:
-        callbacks.append(EarlyStopping(monitor="val_mae", mode="min", patience=int(train["early_stopping_patience"]),
+        callbacks.append(EarlyStopping(monitor="val_loss", mode="min", patience=int(train["early_stopping_patience"]),
                                        check_finite=True))
     if train["progress_bar"]:
         callbacks.append(TQDMProgressBar(refresh_rate=max(1, int(train["log_every_n_steps"]) // 5)))
@@ -95,150 +106,244 @@ def build_trainer(config: dict, out_dir: str | Path) -> tuple[pl.Trainer, EpochT
         from lightning.pytorch.strategies import DDPStrategy
 
         strategy = DDPStrategy(process_group_backend="gloo")
-    trainer = pl.Trainer(
-        default_root_dir=out_dir,
-        max_epochs=train["max_epochs"],
-        accelerator=train["accelerator"],
-        devices=train["devices"],
-        num_nodes=train["num_nodes"],
-        strategy=strategy,
-        precision=train["precision"],
-        gradient_clip_val=train["gradient_clip_val"],
-        logger=CSVLogger(save_dir=out_dir, name="", version=""),
-        callbacks=callbacks,
-        enable_progress_bar=bool(train["progress_bar"]),
-        enable_model_summary=False,
-        log_every_n_steps=int(train["log_every_n_steps"]),
-        limit_train_batches=train["limit_train_batches"],
-        check_val_every_n_epoch=int(train["check_val_every_n_epoch"]),
-        deterministic=train["deterministic"],
-    )
+    try:
+        trainer = pl.Trainer(
+            default_root_dir=run_dir,
+            max_epochs=train["max_epochs"],
+            accelerator=train["accelerator"],
+            devices=train["devices"],
+            num_nodes=train["num_nodes"],
+            strategy=strategy,
+            precision=train["precision"],
+            gradient_clip_val=train["gradient_clip_val"],
+            logger=CSVLogger(save_dir=run_dir, name="logs", version=""),
+            callbacks=callbacks,
+            enable_progress_bar=bool(train["progress_bar"]),
+            enable_model_summary=False,
+            log_every_n_steps=int(train["log_every_n_steps"]),
+            limit_train_batches=train["limit_train_batches"],
+            check_val_every_n_epoch=int(train["check_val_every_n_epoch"]),
+            deterministic=train["deterministic"],
+            # Forces are gradients of the energy: validation and test need autograd.
+            inference_mode=not grad_in_eval,
+        )
+    except (MisconfigurationError, ValueError, RuntimeError) as err:
+        raise ValueError(f"train: {' '.join(str(err).split())}") from None
     return trainer, timer, ckpt
 
 
-def _clean_outputs(out_dir: Path) -> None:
-    # A re-run into the same directory must not resume from, or be ranked against, old files.
-    if rank_zero_only.rank != 0:
-        return
-    for stale in [*(out_dir / "checkpoints").glob("*.ckpt"), out_dir / "metrics.csv", out_dir / "hparams.yaml",
-                  out_dir / "result.json"]:
-        stale.unlink(missing_ok=True)
+try:  # Lightning's own configuration error, reported as one line
+    from lightning.fabric.utilities.exceptions import MisconfigurationError
+except ImportError:  # pragma: no cover
+    MisconfigurationError = ValueError
 
 
-def fit(config: dict | str | Path, overrides: tuple[str, ...] | list[str] = (), *,
-        splits: DataSplits | None = None, model: torch.nn.Module | None = None) -> FitResult:
-    """Train, keep the best checkpoint (by ``val_mae``), test it, and write ``result.json``.
+def check_machine(config: dict) -> None:
+    """Settings this machine cannot run, reported before anything is built or written."""
+    train = config["train"]
+    if train["accelerator"] in ("gpu", "cuda") and not torch.cuda.is_available():
+        raise ValueError(f"train.accelerator={train['accelerator']}: no CUDA GPU is available on this machine "
+                         "(use train.accelerator=cpu or auto)")
+    if train["accelerator"] in ("gpu", "cuda") and isinstance(train["devices"], int) \
+            and train["devices"] > torch.cuda.device_count():
+        raise ValueError(f"train.devices={train['devices']}: this machine has {torch.cuda.device_count()} GPU(s)")
 
-    ``config`` is a mapping or a YAML path (see :func:`~equigraph.train.config.load_config`);
-    ``splits`` / ``model`` replace the dataset / registry model named in it (for tests and
-    custom data).
+
+def _elements(splits: DataSplits) -> list[int]:
+    data = splits.train
+    full = getattr(getattr(data, "_data", None), K.Z, None)
+    if full is not None:  # InMemoryDataset: all splits share one store
+        return sorted(torch.unique(full).tolist())
+    return sorted({int(z) for d in splits.graphs("train") for z in d[K.Z].tolist()})
+
+
+def _metadata(config: dict, targets: list[Target], splits: DataSplits, custom_data: bool) -> dict:
+    from equigraph import __version__
+
+    return {
+        "equigraph_version": __version__,
+        "targets": {t.name: {"output": t.output, "key": t.key, "level": t.level, "unit": t.unit,
+                             "metric_unit": t.metric_unit, "extensive": t.extensive} for t in targets},
+        "featurizer": None if custom_data else config["data"].get("featurizer"),
+        "elements": _elements(splits) if K.Z in splits.train[0] else None,
+        "data": None if custom_data else copy.deepcopy(config["data"]),
+        "config": copy.deepcopy(config),
+    }
+
+
+def fit(config: dict | str | Path | None = None, overrides: tuple[str, ...] | list[str] = (), *,
+        splits: DataSplits | None = None, model: torch.nn.Module | None = None,
+        resume: str | Path | None = None) -> FitResult:
+    """Train, keep the best checkpoint (by ``val_loss``), test it, save ``model.pt`` and
+    write ``result.json`` in a new ``OUT_DIR/version_N``.
+
+    Args:
+        config: a mapping or a YAML path (:func:`~equigraph.train.config.load_config`);
+            with ``resume``, :obj:`None` (the run's own ``config.yaml``).
+        overrides: dotted ``key=value`` strings; with ``resume`` only ``train.*`` keys.
+        splits: data to train on instead of the dataset named in the config.
+        model: a module instead of the config's registry model.
+        resume: a run folder to continue from its ``checkpoints/last.ckpt``.
     """
-    config = load_config(config, overrides)
-    out_dir = Path(config["out_dir"])
-    out_dir.mkdir(parents=True, exist_ok=True)
-    _clean_outputs(out_dir)
+    ckpt_path = None
+    if resume is not None:
+        run_dir = Path(resume)
+        saved = run_dir / "config.yaml"
+        ckpt_path = run_dir / "checkpoints" / "last.ckpt"
+        if not saved.is_file() or not ckpt_path.is_file():
+            raise ValueError(f"resume: {str(run_dir)!r} is not a run folder with config.yaml and checkpoints/last.ckpt")
+        bad = [o for o in overrides if not o.strip().startswith("train.")]
+        if bad:
+            raise ValueError(f"resume: only train.* keys may change when resuming, got {bad}")
+        config = validate_config(apply_overrides(yaml.safe_load(saved.read_text()), list(overrides)))
+    else:
+        if config is None:
+            raise ValueError("fit: give a config (or resume=RUN_DIR)")
+        config = load_config(config, overrides)
+    check_machine(config)
     if config["train"]["num_threads"] is not None:
         # On a shared or small CPU, one intra-op thread per process avoids oversubscription.
         torch.set_num_threads(int(config["train"]["num_threads"]))
     pl.seed_everything(int(config["seed"]), workers=True, verbose=False)
+    custom_data = splits is not None
     if model is not None:
-        # The checkpoint must not claim the registry model of the file when another ran.
         config["model"] = {"name": type(model).__name__}
+    net = _build_model(model if model is not None else config["model"])
     if splits is None:
-        splits = build_splits(config["data"])
-    module = build_module(config, splits, model=model)
-    data = PropertyDataModule(splits, batch_size=config["data"]["batch_size"],
-                              eval_batch_size=config["data"]["eval_batch_size"],
-                              num_workers=config["data"]["num_workers"])
-    trainer, timer, ckpt = build_trainer(config, out_dir)
-    trainer.fit(module, datamodule=data)
+        splits = build_splits(_dataset_options(config["data"]))
+    targets = resolve_targets(config, splits, net)
+    if ckpt_path is None and config["train"]["fit_statistics"]:
+        fit_statistics(targets, splits, net)
+    if resume is None:
+        run_dir = new_run_dir(config["out_dir"])
+        (run_dir / "config.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
+    train = config["train"]
+    module = TaskModule(net, targets, optimizer=train["optimizer"], lr=float(train["lr"]),
+                        weight_decay=float(train["weight_decay"]), scheduler=train["scheduler"],
+                        max_epochs=train["max_epochs"], min_lr=float(train["min_lr"]),
+                        plateau_factor=train["plateau_factor"], plateau_patience=train["plateau_patience"],
+                        config=config)
+    data = SplitsDataModule(splits, batch_size=config["data"]["batch_size"],
+                            eval_batch_size=config["data"]["eval_batch_size"],
+                            num_workers=config["data"]["num_workers"])
+    grad_in_eval = any(t.output in (K.FORCES, K.STRESS) for t in targets)
+    trainer, timer, ckpt = build_trainer(config, run_dir, grad_in_eval)
+    trainer.fit(module, datamodule=data, ckpt_path=ckpt_path)
     best = ckpt.best_model_path or ckpt.last_model_path
-    val_mae = float(ckpt.best_model_score) if ckpt.best_model_score is not None else float("nan")
     if best:
         # Load by hand: with EMA, Trainer.test(ckpt_path=...) would restore the raw weights.
         state = torch.load(best, map_location=module.device, weights_only=False)["state_dict"]
         module.load_state_dict(state)
     tested = trainer.test(module, datamodule=data, verbose=False)
-    test_mae = float(tested[0]["test_mae"]) if tested else float("nan")
-    factor = conversion_factor(splits.unit, config["train"]["metric_unit"])
-    baseline = mean_baseline_mae(splits.targets("train"), splits.targets("test"))[0] * factor
+    tested = tested[0] if tested else {}
+    first = targets[0]
+    model_file = run_dir / "model.pt"
+    saveable = model is None or spec_of(model) is not None
+    if trainer.is_global_zero and saveable:
+        model_io.save(module.model, model_file, metadata=_metadata(config, targets, splits, custom_data),
+                      overwrite=resume is not None)
+    metrics = {t.name: {"test_mae": float(tested.get(f"test_{t.name}_mae", float("nan"))), "unit": t.reported_unit}
+               for t in targets}
+    baseline = mean_predictor_mae(first, splits)
+    val = ckpt.best_model_score
+    val_mae = float(trainer.callback_metrics.get("val_mae", float("nan")))
     result = FitResult(
-        out_dir=str(out_dir),
+        out_dir=str(run_dir),
         checkpoint=str(best),
-        metrics_csv=str(out_dir / "metrics.csv"),
-        plot=str(out_dir / "learning_curve.png"),
-        target=splits.target,
-        unit=module.metric_unit,
-        test_mae=test_mae,
-        val_mae=val_mae,
-        baseline_mae=float(baseline),
+        model_file=str(model_file) if saveable else "",
+        metrics_csv=str(run_dir / "logs" / "metrics.csv"),
+        plot=str(run_dir / "learning_curve.png"),
+        target=first.name,
+        unit=first.reported_unit,
+        test_mae=metrics[first.name]["test_mae"],
+        val_mae=val_mae if val is not None else float("nan"),
+        baseline_mae=baseline,
         epochs=trainer.current_epoch,
         seconds_per_epoch=timer.seconds_per_epoch,
         graphs_per_second=timer.graphs_per_second,
         num_train=len(splits.train),
         num_parameters=sum(p.numel() for p in module.model.parameters()),
         world_size=trainer.world_size,
+        metrics=metrics,
     )
     if trainer.is_global_zero:
-        (out_dir / "result.json").write_text(json.dumps(asdict(result), indent=2) + "\n")
+        (run_dir / "result.json").write_text(json.dumps(asdict(result), indent=2) + "\n")
     return result
 
 
-def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu", **kwargs) -> PropertyModule:
-    """A :class:`PropertyModule` with weights and normalisation restored, in eval mode.
+def mean_predictor_mae(target: Target, splits: DataSplits) -> float:
+    """Test MAE (metric unit) of predicting the train mean: per atom for extensive targets,
+    zero for forces, the input positions for a position target (a reference, not a model)."""
+    test = splits.values(target.key, "test").double()
+    if target.level == "node":
+        if target.output == K.POS:
+            return float((test - splits.values(K.POS, "test").double()).abs().mean()) * target.metric_factor
+        return float(test.abs().mean()) * target.metric_factor
+    train = splits.values(target.key, "train").double()
+    if target.extensive:
+        n_train = torch.tensor([d.num_nodes for d in splits.graphs("train")], dtype=torch.float64).reshape(-1, 1)
+        n_test = torch.tensor([d.num_nodes for d in splits.graphs("test")], dtype=torch.float64).reshape(-1, 1)
+        per_atom = (train / n_train).mean(0)
+        return float((test / n_test - per_atom).abs().mean()) * target.metric_factor
+    return float((test - train.mean(0)).abs().mean()) * target.metric_factor
 
-    ``kwargs`` go to ``load_from_checkpoint`` (``model=`` for a run trained on a module that
-    is not in the registry).
-    """
+
+def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu", **kwargs) -> TaskModule:
+    """A :class:`TaskModule` restored from a Lightning checkpoint, in eval mode (for
+    inspection; ``model.pt`` is the file to predict with)."""
     path = Path(path)
     if not path.is_file():
         raise ValueError(f"checkpoint {str(path)!r} does not exist")
     try:
-        module = PropertyModule.load_from_checkpoint(path, map_location=map_location, weights_only=False, **kwargs)
-    except RuntimeError as err:
-        if "state_dict" not in str(err):
-            raise
-        # Parameters renamed or resized since the checkpoint was written.
-        detail = " ".join(str(err).split())
-        raise ValueError(f"checkpoint {str(path)!r} does not fit the current model code: {detail}") from err
+        module = TaskModule.load_from_checkpoint(path, map_location=map_location, weights_only=False, **kwargs)
+    except (RuntimeError, KeyError, TypeError) as err:
+        detail = " ".join(str(err).split())[:300]
+        raise ValueError(f"checkpoint {str(path)!r} does not fit the current code: {detail}") from err
     return module.eval()
 
 
-def evaluate(module: PropertyModule, split: str = "test", splits: DataSplits | None = None) -> dict:
-    """MAE (in the module's metric unit) and the mean-predictor MAE on a split of the data
-    the module was trained on (rebuilt from the configuration in its checkpoint)."""
+def _model_file(path: str | Path) -> Path:
+    path = Path(path)
+    return path / "model.pt" if path.is_dir() else path
+
+
+def evaluate(model_or_path, split: str = "test", overrides: tuple[str, ...] | list[str] = (), *,
+             splits: DataSplits | None = None, batch_size: int | None = None) -> dict:
+    """MAE per target (metric units) and the mean-predictor MAE on a split of the data the
+    model was trained on (rebuilt from its saved metadata), or on ``splits``.
+
+    ``overrides`` may only relocate or re-batch the data (``data.root``, batch sizes):
+    anything else would score the model on something it was not trained for.
+    """
     if split not in ("train", "val", "test"):
         raise ValueError(f"split: expected 'train', 'val' or 'test', got {split!r}")
+    model = model_io.load(_model_file(model_or_path)) if not isinstance(model_or_path, torch.nn.Module) else model_or_path
+    meta = getattr(model, "metadata", {}) or {}
+    for text in overrides:
+        key = text.partition("=")[0].strip()
+        if key not in EVALUATE_OVERRIDES:
+            raise ValueError(f"evaluate: {key!r} cannot be overridden: the model is scored on the data and target it "
+                             f"was trained on; allowed: {', '.join(EVALUATE_OVERRIDES)}")
+    data_cfg = apply_overrides({"data": meta.get("data") or {}}, list(overrides))["data"]
     if splits is None:
-        config = module.hparams.get("config")
-        if not config:
-            raise ValueError("checkpoint: holds no run configuration, pass splits= explicitly")
-        splits = build_splits(config["data"])
-    data = getattr(splits, split)
-    y = splits.targets(split)
-    pred = module.predict_dataset(data)
-    mae = (pred.double() - y.double()).abs().mean(dim=0) * module.metric_factor
-    baseline = torch.tensor(mean_baseline_mae(splits.targets("train"), y)) * module.metric_factor
-    return {"split": split, "target": module.hparams.target, "unit": module.metric_unit, "count": len(data),
-            "mae": mae.tolist(), "baseline_mae": baseline.tolist()}
-
-
-def featurizer_of(module: PropertyModule):
-    """The featuriser the module's training data used (``None`` when it had none)."""
-    config = module.hparams.get("config") or {}
-    return build_featurizer(config.get("data", {}).get("featurizer"))
-
-
-def predict_molecules(module: PropertyModule, molecules) -> torch.Tensor:
-    """Predictions ``[M, T]`` (target's unit) for ``Data`` molecules with ``z`` and ``pos``,
-    featurised like the training data."""
-    featurizer = featurizer_of(module)
-    data = []
-    for i, mol in enumerate(molecules):
-        for key in (K.Z, K.POS):
-            if getattr(mol, key, None) is None:
-                raise ValueError(f"molecules[{i}]: missing '{key}'")
-        mol = mol.clone()
-        data.append(featurizer(mol) if featurizer is not None else mol)
-    return module.predict_dataset(data)
-
+        if not meta.get("data"):
+            raise ValueError("evaluate: this model was trained on data passed in Python (fit(splits=...)); "
+                             "pass the same splits= to evaluate it")
+        splits = build_splits(_dataset_options(data_cfg))
+    targets = [Target(name=name, **{k: v for k, v in t.items()}) for name, t in meta.get("targets", {}).items()]
+    if not targets:
+        raise ValueError("evaluate: the model file records no targets")
+    batch_size = batch_size or data_cfg.get("eval_batch_size") or data_cfg.get("batch_size") or DEFAULTS["data"]["batch_size"]
+    errors = {t.name: [] for t in targets}
+    model.eval()
+    for batch in DataLoader(getattr(splits, split), batch_size=batch_size):
+        out = model(batch)
+        for t in targets:
+            pred, true = pair(t, out, batch)  # the same pairing as in training
+            errors[t.name].append((pred.detach() - true).abs().double().reshape(-1))
+    result = {"split": split, "count": len(getattr(splits, split)), "targets": {}}
+    for t in targets:
+        mae = float(torch.cat(errors[t.name]).mean()) * t.metric_factor
+        result["targets"][t.name] = {"mae": mae, "baseline_mae": mean_predictor_mae(t, splits) if split == "test" else None,
+                                     "unit": t.reported_unit}
+    return result

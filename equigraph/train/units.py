@@ -21,6 +21,8 @@ def conversion_factor(unit: str | None, to: str | None) -> float:
 
     >>> conversion_factor("eV", "meV")
     1000.0
+    >>> conversion_factor("eV/Å", "meV")
+    1000.0
     >>> conversion_factor("D", None)
     1.0
     """
@@ -28,6 +30,13 @@ def conversion_factor(unit: str | None, to: str | None) -> float:
         return 1.0
     if unit in _ENERGY_IN_EV and to in _ENERGY_IN_EV:
         return _ENERGY_IN_EV[unit] / _ENERGY_IN_EV[to]
+    # Energy per something (eV/Å -> meV/Å); a bare energy unit for such a target means the
+    # same denominator (forces in eV/Å reported with metric_unit meV are meV/Å).
+    num, sep, den = (unit or "").partition("/")
+    if sep and num in _ENERGY_IN_EV:
+        to_num, to_sep, to_den = to.partition("/")
+        if to_num in _ENERGY_IN_EV and (not to_sep or to_den == den):
+            return _ENERGY_IN_EV[num] / _ENERGY_IN_EV[to_num]
     raise ValueError(
         f"metric_unit: cannot convert {unit!r} to {to!r}; known energy units: {sorted(_ENERGY_IN_EV)}"
     )

@@ -45,6 +45,7 @@ from __future__ import annotations
 
 import itertools
 import math
+import warnings
 from typing import NamedTuple, Optional, Tuple
 
 import torch
@@ -64,6 +65,9 @@ __all__ = [
     "default_tol",
     "has_translations",
     "has_reflections",
+    "DegeneracyCounter",
+    "check_group",
+    "check_tol",
 ]
 
 #: Smallest number of points of a graph for which a PCA frame is defined.
@@ -73,6 +77,30 @@ MIN_POINTS = 3
 class DegenerateFrameWarning(UserWarning):
     """Some graphs have (nearly) repeated PCA eigenvalues: their frame-averaged outputs are
     not equivariant (see :mod:`equigraph.nn.frames.pca`, "Degenerate spectra")."""
+
+
+class DegeneracyCounter:
+    """Mixin for modules that build PCA frames: counts the degenerate rows they meet in
+    ``num_degenerate`` and warns once per module (:class:`DegenerateFrameWarning`), with
+    the count, the first time it meets any."""
+
+    num_degenerate: int = 0
+    _warned_degenerate: bool = False
+
+    def report_degenerate(self, frames: "Frames", what: str, tol: float) -> int:
+        if frames.degenerate is None:
+            return 0
+        count = int(frames.degenerate.sum())
+        if count:
+            self.num_degenerate = self.num_degenerate + count
+            if not self._warned_degenerate:
+                self._warned_degenerate = True
+                warnings.warn(
+                    f"{type(self).__name__}: {count} of {frames.degenerate.numel()} {what} have a degenerate PCA "
+                    f"spectrum (relative eigenvalue gap < {tol:.2g}), so their outputs are not equivariant (see "
+                    "equigraph.nn.frames.pca, 'Degenerate spectra'); warned once, num_degenerate counts them all",
+                    DegenerateFrameWarning, stacklevel=3)
+        return count
 
 
 class Frames(NamedTuple):
@@ -105,6 +133,7 @@ class Frames(NamedTuple):
 
 
 def check_group(group: str) -> str:
+    """``group`` when it is one of :data:`equigraph.symmetry.GROUPS`, else ``ValueError``."""
     if group not in GROUPS:
         raise ValueError(f"`group` must be one of {sorted(GROUPS)}, got {group!r}")
     return group
@@ -155,7 +184,9 @@ def default_tol(dtype: torch.dtype) -> float:
     return math.sqrt(torch.finfo(dtype).eps)
 
 
-def _check_tol(tol: Optional[float], dtype: torch.dtype) -> float:
+def check_tol(tol: Optional[float], dtype: torch.dtype) -> float:
+    """``tol`` as a float (:func:`default_tol` of ``dtype`` for :obj:`None`); ``ValueError``
+    for a negative or non-finite value."""
     if tol is None:
         return default_tol(dtype)
     if isinstance(tol, bool) or not isinstance(tol, (int, float)) or not math.isfinite(tol) or tol < 0:
@@ -232,7 +263,7 @@ def pca_frames(
     check_group(group)
     pos = check_pos(pos)
     n = pos.size(0)
-    tol = _check_tol(tol, pos.dtype)
+    tol = check_tol(tol, pos.dtype)
     batch = check_batch(batch, n, device=pos.device)
     if n == 0:
         raise ValueError("`pos` has no points: a PCA frame needs at least 3 points per graph")
@@ -288,7 +319,7 @@ def local_pca_frames(
     """
     check_group(group)
     pos = check_pos(pos)
-    tol = _check_tol(tol, pos.dtype)
+    tol = check_tol(tol, pos.dtype)
     if not isinstance(neighbours, Tensor) or neighbours.dim() != 2 or neighbours.size(0) != pos.size(0):
         shape = list(neighbours.shape) if isinstance(neighbours, Tensor) else type(neighbours).__name__
         raise ValueError(f"`neighbours` must be a [N={pos.size(0)}, k] index tensor, got {shape}")
