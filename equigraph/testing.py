@@ -2,7 +2,9 @@
 
 Modelled on e3nn's ``e3nn.util.test.assert_equivariant`` (random O(3) elements with and
 without parity, transforms in float64, dtype-dependent tolerances) and NequIP's unit-test
-mixins (node permutations, batch == single graphs). Use it on your own models::
+mixins (node permutations, batch == single graphs, and for energy models: forces against
+finite differences, stress against strain derivatives, lattice translations, smoothness at
+the cutoff, extensivity: :class:`EnergyModelTests`). Use it on your own models::
 
     from equigraph.testing import assert_equivariant
     errors = assert_equivariant(model, data, out_types={"h": "scalar", "pos": "point"})
@@ -600,7 +602,8 @@ def _energy_of(out: Mapping[str, Tensor], key: str) -> Tensor:
     if energy.dim() == 0:
         energy = energy.reshape(1)
     if energy.dim() != 1:
-        raise ValueError(f"output {key!r} must be one energy per graph, [G] or [G, 1], got shape {tuple(out[key].shape)}")
+        raise ValueError(f"output {key!r} must be one energy per graph, [G] or [G, 1], "
+                         f"got shape {tuple(out[key].shape)}")
     return energy.detach().to(torch.float64)
 
 
@@ -643,12 +646,12 @@ def _cells(data, what: str) -> Tensor:
 
 
 def _periodic_directions(data, what: str) -> Tuple[Tensor, Tensor]:
-    """``(cell [G, 3, 3], pbc [G, 3] bool)`` of periodic data, else ``ValueError``."""
+    """``(cell [G, 3, 3], pbc [G, 3] bool on the CPU)`` of periodic data, else ``ValueError``."""
     cell = _cells(data, what)
     pbc = getattr(data, K.PBC, None)
     if pbc is None:
         raise ValueError(f"{what}: `data.pbc` is missing; periodic data needs `cell` and `pbc`")
-    pbc = torch.as_tensor(pbc).to(torch.bool).reshape(-1, 3)
+    pbc = torch.as_tensor(pbc).to(torch.bool).reshape(-1, 3).cpu()
     if pbc.size(0) != cell.size(0):
         raise ValueError(f"{what}: `data.pbc` has {pbc.size(0)} rows for {cell.size(0)} cells")
     if not bool(pbc.any()):
@@ -941,8 +944,10 @@ def assert_lattice_invariant(
             raise ValueError(f"`n` = {offsets.long().tolist()} moves atom {atom} along a non-periodic direction "
                              f"(pbc {atom_pbc.tolist()})")
     gen = _as_generator(generator)
-    rand = torch.randint(-2, 3, (num, 3), generator=gen) * pbc[batch.cpu()].long()
-    rand[rand.abs().sum(-1) == 0] = torch.where(pbc[batch.cpu()], 1, 0)[rand.abs().sum(-1) == 0]
+    node_pbc = pbc[batch.cpu()]
+    rand = torch.randint(-2, 3, (num, 3), generator=gen) * node_pbc.long()
+    still = rand.abs().sum(-1) == 0  # every atom moves: offset 1 along its periodic directions
+    rand[still] = node_pbc[still].long()
     cell64 = cell.to(torch.float64)
     pos64 = pos.detach().to(torch.float64)
     moves = [
@@ -1066,7 +1071,8 @@ def assert_smooth_at_cutoff(
     probe %= num
     pos64 = pos.detach().to(torch.float64)
     rest = torch.cat([pos64[:probe], pos64[probe + 1:]])
-    anchor, u, margin = _probe_placement(rest, cutoff, _as_generator(generator))
+    anchor, u, margin = _probe_placement(rest.cpu(), cutoff, _as_generator(generator))
+    anchor, u = anchor.to(pos64.device), u.to(pos64.device)
     if not margin > 10 * delta:
         raise ValueError(f"{what}: no ray from an atom keeps the other atoms clear of the cutoff by more than "
                          f"{10 * delta:g} Å (best margin {margin:.3g} Å); pass a more compact structure")
@@ -1080,10 +1086,18 @@ def assert_smooth_at_cutoff(
         _, out = _flatten(model(moved))
         values[label] = out
     first = values["c-d"]
-    names = [k for k, v in first.items() if v.is_floating_point()] if keys is None else list(keys)
-    missing = [k for k in names if k not in first]
-    if missing:
-        raise ValueError(f"`keys` names outputs the model did not return: {missing}")
+    if keys is None:
+        # outputs whose shape follows the edges (appear with the crossing edge) are not compared
+        names = [k for k, v in first.items() if v.is_floating_point()
+                 and all(k in out and out[k].shape == v.shape for out in values.values())]
+    else:
+        names = list(keys)
+        missing = [k for k in names if any(k not in out for out in values.values())]
+        if missing:
+            raise ValueError(f"`keys` names outputs the model did not return: {missing}")
+        reshaped = [k for k in names if any(out[k].shape != first[k].shape for out in values.values())]
+        if reshaped:
+            raise ValueError(f"`keys`: outputs {reshaped} change shape as the atom crosses the cutoff")
     jumps: Dict[str, float] = {}
     failures = []
     for name in names:
@@ -1097,14 +1111,14 @@ def assert_smooth_at_cutoff(
         jump = change("c+d", "c-d")
         side = max(change("c-d", "c-3d"), change("c+3d", "c+d"))
         jumps[name] = jump
-        where = f"atom {probe} at r = {cutoff:g} Å"
         if not jump <= factor * side + allowed_abs:
-            failures.append(f"output {name!r} jumps when {where} -/+ {delta:g} Å: change {jump:.3g}, against "
-                            f"{side:.3g} over the same step on either side (allowed {factor:g} x that + {allowed_abs:.3g})")
+            failures.append(f"output {name!r} jumps as atom {probe} crosses the cutoff (r from {cutoff:g} - {delta:g} "
+                            f"to {cutoff:g} + {delta:g} Å): change {jump:.3g}, against {side:.3g} over the same "
+                            f"step on either side (allowed {factor:g} x that + {allowed_abs:.3g})")
         beyond = max(change("c+3d", "c+d"), change("c+0.5", "c+d"))
         if not beyond <= allowed_abs:
-            failures.append(f"output {name!r} still changes beyond the cutoff ({where} + {delta:g} Å to + 0.5 Å): "
-                            f"change {beyond:.3g} > {allowed_abs:.3g}")
+            failures.append(f"output {name!r} still changes beyond the cutoff (atom {probe} from r = {cutoff:g} + "
+                            f"{delta:g} to {cutoff:g} + 0.5 Å): change {beyond:.3g} > {allowed_abs:.3g}")
     if failures:
         raise AssertionError("not smooth at the cutoff (is there a cutoff envelope?):\n  " + "\n  ".join(failures))
     return jumps
@@ -1218,7 +1232,8 @@ def assert_extensive(
         compare(name, out_ab[name], expected, out_ab[name].dtype,
                 f"{name!r} of the joined fragments differs from each fragment alone")
     if failures:
-        raise AssertionError(f"fragments more than the cutoff ({cutoff:g} Å) apart interact:\n  " + "\n  ".join(failures))
+        raise AssertionError(f"fragments more than the cutoff ({cutoff:g} Å) apart interact:\n  "
+                             + "\n  ".join(failures))
     return errors
 
 
@@ -1254,12 +1269,17 @@ class EnergyModelTests(EquivariantModelTests):
     ``atol``, ``rtol`` of :class:`EquivariantModelTests` (also used for the lattice,
     batching and extensivity checks).
 
+    The energy must be a sum of atomic terms (a readout's per-graph ``shift`` left at 0)
+    for the extensivity test. A :class:`~equigraph.models.ForceField` with
+    ``stress=True`` needs a ``cell`` on every structure: give the molecules a box
+    (``pbc`` all :obj:`False`).
+
     Example::
 
         class TestMyPotential(EnergyModelTests):
             @pytest.fixture
             def model(self):
-                return ForceField(MyEnergyModel(cutoff=4.0), stress=True).double().eval()
+                return ForceField(MyEnergyModel(cutoff=4.0)).double().eval()
 
             @pytest.fixture
             def data_list(self):

@@ -24,7 +24,7 @@ def trained(tmp_path_factory):
     path.write_text(yaml.safe_dump(cfg))
     code = main(["train", str(path), "train.max_epochs=2", "train.metric_unit=meV", f"out_dir={tmp / 'run'}"])
     assert code == 0
-    result = json.loads((tmp / "run" / "result.json").read_text())
+    result = json.loads((tmp / "run" / "version_0" / "result.json").read_text())
     return tmp, result
 
 
@@ -32,26 +32,30 @@ def test_train_applies_overrides_and_writes_outputs(trained, capsys):
     tmp, result = trained
     assert result["epochs"] == 2 and result["unit"] == "meV"
     assert Path(result["checkpoint"]).is_file() and Path(result["plot"]).is_file()
+    assert Path(result["model_file"]).is_file()
 
 
-def test_predict_smiles_matches_the_module(trained, capsys):
+def test_predict_smiles_matches_the_model(trained, capsys):
     from equigraph.data import from_smiles
-    from equigraph.train import load_checkpoint, predict_molecules
+    from equigraph.models import load
+    from equigraph.models.predict import predict
 
     _, result = trained
     capsys.readouterr()
-    assert main(["predict", result["checkpoint"], "--smiles", "CCO", "c1ccccc1"]) == 0
+    assert main(["predict", result["out_dir"], "--smiles", "CCO", "c1ccccc1"]) == 0
     out = capsys.readouterr().out.strip().splitlines()
     assert len(out) == 2 and out[0].startswith("CCO") and out[0].endswith("meV")
-    module = load_checkpoint(result["checkpoint"])
-    expected = predict_molecules(module, [from_smiles("CCO", seed=0)])[0, 0].item() * 1000.0
+    expected = predict(load(result["model_file"]), [from_smiles("CCO", seed=0)])["y"][0, 0].item() * 1000.0
     printed = float(out[0].split("=")[1].split()[0])
     assert printed == pytest.approx(expected, rel=1e-3)
 
 
-def test_predict_sdf(trained, tmp_path, capsys):
+def test_predict_sdf_and_xyz(trained, tmp_path, capsys):
+    from ase.io import write
     from rdkit import Chem
     from rdkit.Chem import AllChem
+
+    from equigraph.data import to_ase
 
     _, result = trained
     mol = Chem.AddHs(Chem.MolFromSmiles("CO"))
@@ -60,56 +64,115 @@ def test_predict_sdf(trained, tmp_path, capsys):
     with Chem.SDWriter(str(tmp_path / "m.sdf")) as w:
         w.write(mol)
     capsys.readouterr()
-    assert main(["predict", result["checkpoint"], "--file", str(tmp_path / "m.sdf")]) == 0
-    assert capsys.readouterr().out.startswith("methanol")
+    assert main(["predict", result["model_file"], "--file", str(tmp_path / "m.sdf")]) == 0
+    sdf_line = capsys.readouterr().out
+    assert sdf_line.startswith("methanol")
+    # Issue: `predict --file x.xyz` failed (only SDF was read); the geometry is used as given.
+    from equigraph.data import read_molecules
+
+    write(tmp_path / "m.xyz", to_ase(read_molecules(tmp_path / "m.sdf")[0]))
+    assert main(["predict", result["model_file"], "--file", str(tmp_path / "m.xyz")]) == 0
+    xyz_line = capsys.readouterr().out
+    assert sdf_line.split("=")[1] == xyz_line.split("=")[1]
 
 
 def test_predict_in_a_fresh_process_gives_the_same_values(trained, capsys):
-    """Checkpoint round trip across processes: weights, normalisation and featuriser."""
+    """Model file round trip across processes: weights, output statistics and featuriser."""
     _, result = trained
     capsys.readouterr()
-    assert main(["predict", result["checkpoint"], "--smiles", "CCO", "c1ccccc1"]) == 0
+    assert main(["predict", result["out_dir"], "--smiles", "CCO", "c1ccccc1"]) == 0
     here = capsys.readouterr().out
-    proc = subprocess.run([sys.executable, "-m", "equigraph", "predict", result["checkpoint"], "--smiles", "CCO",
+    proc = subprocess.run([sys.executable, "-m", "equigraph", "predict", result["out_dir"], "--smiles", "CCO",
                            "c1ccccc1"], capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert proc.stdout == here
 
 
+def _one_line_error(capsys, *words):
+    captured = capsys.readouterr()
+    assert "Traceback" not in captured.err and captured.err.count("\n") == 1, captured.err
+    for word in words:
+        assert word in captured.err, captured.err
+    return captured.err
+
+
 def test_invalid_smiles_is_one_quoted_line(trained, capsys):
     _, result = trained
     capsys.readouterr()
-    assert main(["predict", result["checkpoint"], "--smiles", "CCO", "C1CC("]) == 1
-    captured = capsys.readouterr()
-    assert "'C1CC('" in captured.err and "Traceback" not in captured.err
-    assert captured.err.count("\n") == 1 and captured.out == ""
+    assert main(["predict", result["out_dir"], "--smiles", "CCO", "C1CC("]) == 1
+    _one_line_error(capsys, "'C1CC('")
 
 
 def test_element_outside_training_is_an_error(trained, capsys):
-    _, result = trained
-    assert main(["predict", result["checkpoint"], "--smiles", "CCl"]) == 1
-    assert "Cl" in capsys.readouterr().err
-
-
-def test_evaluate_checkpoint(trained, capsys):
+    # Issue: a model trained on H/C/N/O predicted Cl, Si, Se, Pt without a word.
     _, result = trained
     capsys.readouterr()
-    assert main(["evaluate", result["checkpoint"]]) == 0
+    assert main(["predict", result["out_dir"], "--smiles", "CCO", "C[Si](C)(C)C"]) == 1
+    _one_line_error(capsys, "molecule 1 (C[Si](C)(C)C)", "Si (Z=14)", "trained on H C N O")
+
+
+def test_salt_fragments_are_placed_apart(trained, capsys):
+    _, result = trained
+    capsys.readouterr()
+    assert main(["predict", result["out_dir"], "--smiles", "CC(=O)[O-].[NH4+]"]) == 0
+
+
+def test_evaluate_run(trained, capsys):
+    _, result = trained
+    capsys.readouterr()
+    assert main(["evaluate", result["out_dir"]]) == 0
     out = capsys.readouterr().out
-    assert out.startswith("test MAE (synthetic, 16 molecules):") and "meV" in out
+    assert out.startswith("test MAE of synthetic (16 graphs):") and "meV" in out and "mean predictor" in out
     shown = float(out.split(":")[1].split()[0])
     assert shown == pytest.approx(result["test_mae"], rel=1e-3)
 
 
-def test_missing_checkpoint(capsys, tmp_path):
-    assert main(["evaluate", str(tmp_path / "none.ckpt")]) == 1
-    assert "does not exist" in capsys.readouterr().err
+def test_evaluate_refuses_contradicting_overrides(trained, capsys):
+    _, result = trained
+    capsys.readouterr()
+    assert main(["evaluate", result["out_dir"], "data.target=homo"]) == 1
+    _one_line_error(capsys, "'data.target' cannot be overridden")
+
+
+def test_missing_model(capsys, tmp_path):
+    assert main(["evaluate", str(tmp_path / "none")]) == 1
+    _one_line_error(capsys, "does not exist")
+
+
+def test_not_a_model_file(capsys, tmp_path):
+    # Issue: a file that is not a checkpoint gave an UnpicklingError traceback.
+    junk = tmp_path / "junk.pt"
+    junk.write_bytes(b"not a model at all")
+    assert main(["predict", str(junk), "--smiles", "C"]) == 1
+    _one_line_error(capsys, "is not an equigraph model file")
 
 
 def test_bad_override_is_one_line(capsys):
     assert main(["train", str(ROOT / "configs" / "qm9_egnn_demo.yaml"), "train.max_epochs"]) == 1
-    err = capsys.readouterr().err
-    assert "KEY=VALUE" in err and "Traceback" not in err
+    _one_line_error(capsys, "KEY=VALUE")
+
+
+@pytest.mark.parametrize("override, words", [
+    ("model.hidden_channels='64'", ("hidden_channels must be int", "'64'")),
+    ("model.hidden_channels=0", ("hidden_channels must be a positive int",)),
+    ("train.accelerator=gpu", ("no CUDA GPU",)),
+    ("data.targets=gap", ("unknown argument 'targets'",)),
+])
+def test_config_errors_are_one_line_and_write_nothing(override, words, tmp_path, capsys):
+    if override.endswith("gpu") and torch.cuda.is_available():
+        pytest.skip("a GPU is present")
+    out = tmp_path / "out"
+    assert main(["train", str(ROOT / "configs" / "qm9_egnn_demo.yaml"), override, f"out_dir={out}"]) == 1
+    _one_line_error(capsys, *words)
+    assert not out.exists()
+
+
+def test_version(capsys):
+    from equigraph import __version__
+
+    with pytest.raises(SystemExit) as exit_info:
+        main(["--version"])
+    assert exit_info.value.code == 0 and capsys.readouterr().out.strip() == f"equigraph {__version__}"
 
 
 def test_info_lists_versions_and_backends(capsys):
@@ -121,7 +184,7 @@ def test_info_lists_versions_and_backends(capsys):
     assert torch.__version__ in out
 
 
-def test_predict_missing_sdf(trained, capsys, tmp_path):
+def test_predict_missing_file(trained, capsys, tmp_path):
     _, result = trained
-    assert main(["predict", result["checkpoint"], "--file", str(tmp_path / "none.sdf")]) == 1
-    assert "does not exist" in capsys.readouterr().err
+    assert main(["predict", result["out_dir"], "--file", str(tmp_path / "none.sdf")]) == 1
+    _one_line_error(capsys, "none.sdf")

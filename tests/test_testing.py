@@ -438,3 +438,288 @@ def test_irreps_outputs_of_a_float64_model_pass_under_float32_default_dtype():
     assert model(data)["sh"].dtype == torch.float64
     errors = assert_equivariant(model, data, "O3", out_types={"sh": irreps}, permutation=False)
     assert max(errors["rotation"].values()) < 1e-9
+
+
+# ---------------------------------------------------------------------------------------
+# Energy models: EnergyModelTests and its helpers, on an analytic pair potential
+# ---------------------------------------------------------------------------------------
+from equigraph.graph import RadiusInteractionGraph  # noqa: E402
+from equigraph.models import ForceField  # noqa: E402
+from equigraph.nn.cutoff import PolynomialCutoff  # noqa: E402
+from equigraph.testing import (  # noqa: E402
+    EnergyModelTests,
+    assert_extensive,
+    assert_forces_match_energy,
+    assert_lattice_invariant,
+    assert_smooth_at_cutoff,
+    assert_stress_matches_energy,
+)
+
+F64 = torch.float64
+
+
+class _PairPotential(torch.nn.Module):
+    """Morse pairs times a smooth envelope: a reference energy model with known physics.
+    ``envelope=False``, ``shifts=False`` and ``offset`` break it the ways the kit must catch."""
+
+    def __init__(self, cutoff=2.5, envelope=True, shifts=True, offset=0.0):
+        super().__init__()
+        self.interaction_graph = RadiusInteractionGraph(cutoff)
+        self.envelope = PolynomialCutoff(cutoff) if envelope else None
+        self.shifts, self.offset = shifts, offset
+
+    @property
+    def cutoff(self):
+        return self.interaction_graph.cutoff
+
+    def forward(self, data):
+        pos = data.pos
+        batch = _batch_of(data)
+        num_graphs = int(batch.max()) + 1
+        edge_index, shift = self.interaction_graph.from_data(data)
+        cell = data.get("cell") if shift is not None and self.shifts else None
+        r = edge_vec(pos, edge_index, shift if cell is not None else None, cell, batch).norm(dim=-1)
+        pair = torch.exp(-2.0 * (r - 1.2)) - 2.0 * torch.exp(-(r - 1.2))
+        if self.envelope is not None:
+            pair = pair * self.envelope(r)
+        atom = scatter(0.5 * pair, edge_index[1], dim=0, dim_size=pos.size(0), reduce="sum")
+        energy = scatter(atom, batch, dim=0, dim_size=num_graphs, reduce="sum") + self.offset
+        return {"y": energy.unsqueeze(-1)}
+
+
+def _pair_model(**kwargs):
+    return ForceField(_PairPotential(**kwargs), stress=True).double().eval()
+
+
+def _cluster(n, seed):
+    gen = torch.Generator().manual_seed(seed)
+    atoms = []
+    while len(atoms) < n:
+        x = 1.0 * torch.randn(3, generator=gen, dtype=F64)
+        if all(float((x - y).norm()) > 0.9 for y in atoms):
+            atoms.append(x)
+    return Data(z=torch.ones(n, dtype=torch.long), pos=torch.stack(atoms), cell=10.0 * torch.eye(3, dtype=F64)[None],
+                pbc=torch.zeros(1, 3, dtype=torch.bool))
+
+
+def _crystal(seed=0):
+    gen = torch.Generator().manual_seed(seed)
+    cell = torch.tensor([[[3.0, 0.0, 0.0], [0.3, 2.9, 0.0], [0.2, -0.1, 3.1]]], dtype=F64)
+    frac = torch.tensor([[0.0, 0, 0], [0.5, 0.5, 0], [0.5, 0, 0.5], [0, 0.5, 0.5]], dtype=F64)
+    pos = frac @ cell[0] + 0.08 * torch.randn(4, 3, generator=gen, dtype=F64)
+    return Data(z=torch.ones(4, dtype=torch.long), pos=pos, cell=cell, pbc=torch.ones(1, 3, dtype=torch.bool))
+
+
+class TestEnergyMixinOnAPairPotential(EnergyModelTests):
+    @pytest.fixture
+    def model(self):
+        return _pair_model()
+
+    @pytest.fixture
+    def data_list(self):
+        return [_cluster(4, 0), _cluster(6, 1)]
+
+    @pytest.fixture
+    def periodic_data(self):
+        return _crystal()
+
+
+class TestEnergyMixinSlabWithoutStress(EnergyModelTests):
+    """No stress output; periodic in two directions only."""
+
+    @pytest.fixture
+    def model(self):
+        return ForceField(_PairPotential()).double().eval()
+
+    @pytest.fixture
+    def data_list(self):
+        return [_cluster(5, 2), _cluster(3, 3)]
+
+    @pytest.fixture
+    def periodic_data(self):
+        data = _crystal(1)
+        data.pbc = torch.tensor([[True, True, False]])
+        return data
+
+
+class _Request:
+    def __init__(self, value):
+        self.value = value
+
+    def getfixturevalue(self, name):
+        return self.value
+
+
+def _periodic_tests():
+    tests = EnergyModelTests()
+    return (tests.test_lattice_translation, tests.test_stress_matches_energy, tests.test_forces_match_energy_periodic,
+            tests.test_equivariant_periodic, tests.test_batch_consistent_periodic)
+
+
+def test_energy_mixin_skips_periodic_tests_without_the_fixture(request):
+    # this module defines no `periodic_data` fixture outside the classes above
+    for method in _periodic_tests():
+        with pytest.raises(pytest.skip.Exception, match="periodic_data"):
+            method(_pair_model(), request)
+
+
+def test_energy_mixin_skips_periodic_tests_when_the_fixture_returns_none():
+    for method in _periodic_tests():
+        with pytest.raises(pytest.skip.Exception, match="periodic_data"):
+            method(_pair_model(), _Request(None))
+
+
+def test_energy_mixin_skips_cutoff_tests_without_a_cutoff():
+    def no_cutoff(data):
+        return {"energy": data.pos.square().sum().reshape(1), "forces": -2 * data.pos}
+
+    graphs = [_cluster(3, 0), _cluster(4, 1)]
+    with pytest.raises(pytest.skip.Exception, match="no cutoff"):
+        EnergyModelTests().test_smooth_at_cutoff(no_cutoff, graphs)
+    with pytest.raises(pytest.skip.Exception, match="no cutoff"):
+        EnergyModelTests().test_extensive(no_cutoff, graphs)
+
+
+def test_forces_check_catches_wrong_forces():
+    class Flipped(torch.nn.Module):  # +dE/dx instead of -dE/dx
+        def __init__(self):
+            super().__init__()
+            self.ff = _pair_model()
+
+        def forward(self, data):
+            out = self.ff(data)
+            return {**out, "forces": -out["forces"]}
+
+    data = _cluster(4, 0)
+    assert assert_forces_match_energy(_pair_model(), data) < 1e-8
+    with pytest.raises(AssertionError, match=r"not minus the gradient of 'energy': atom \d [xyz]: model .* vs "
+                                             r"finite difference .* of 12 coordinates fail"):
+        assert_forces_match_energy(Flipped(), data)
+    with pytest.raises(AssertionError, match="not minus the gradient"):
+        EnergyModelTests().test_forces_match_energy(Flipped(), [data, _cluster(5, 1)])
+
+
+def test_stress_check_catches_wrong_stress():
+    def doubled(data):
+        out = _pair_model()(data)
+        return {**out, "stress": 2 * out["stress"]}
+
+    def transposed_sign(data):  # antisymmetric error: the symmetric-strain derivative differs
+        out = _pair_model()(data)
+        return {**out, "stress": out["stress"] + torch.tensor([[0, 1e-2, 0], [-1e-2, 0, 0], [0, 0, 0]], dtype=F64)}
+
+    data = _crystal()
+    assert assert_stress_matches_energy(_pair_model(), data) < 1e-8
+    for broken in (doubled, transposed_sign):
+        with pytest.raises(AssertionError, match=r"not \(1/V\) dE/dstrain .* graph 0, component [xyz]{2}"):
+            assert_stress_matches_energy(broken, data)
+
+
+def test_lattice_check_catches_dropped_periodic_shifts():
+    data = _crystal()
+    errors = assert_lattice_invariant(_pair_model(), data)
+    assert set(errors) == {"energy", "forces", "stress"} and max(errors.values()) < 1e-12
+    with pytest.raises(AssertionError, match=r"'energy' changes when atom 0 moved by n=\[1, -1, 2\]"):
+        assert_lattice_invariant(_pair_model(shifts=False), data)
+    with pytest.raises(AssertionError, match="every atom moved"):
+        EnergyModelTests().test_lattice_translation(_pair_model(shifts=False), _Request(data))
+
+
+def test_lattice_check_moves_points_with_their_atoms():
+    def with_points(data):
+        out = _pair_model()(data)
+        return {**out, "pos": data.pos + 0.01 * out["forces"]}
+
+    errors = assert_lattice_invariant(with_points, _crystal(), atom=-1, n=[0, 2, -1])
+    assert errors["pos"] < 1e-12
+
+
+def test_smoothness_check_catches_a_hard_cutoff():
+    data = _cluster(5, 0)
+    jumps = assert_smooth_at_cutoff(_pair_model(), data, 2.5)
+    assert set(jumps) == {"energy", "forces", "stress"}
+    crossing = r"'energy' jumps as atom 4 crosses the cutoff \(r from 2.5 - 1e-05 to 2.5 \+ 1e-05 Å\): change"
+    with pytest.raises(AssertionError, match=crossing):
+        assert_smooth_at_cutoff(_pair_model(envelope=False), data, 2.5)
+    with pytest.raises(AssertionError, match="'forces' jumps"):
+        EnergyModelTests().test_smooth_at_cutoff(_pair_model(envelope=False), [data, _cluster(3, 1)])
+
+
+def test_smoothness_check_catches_outputs_that_move_beyond_the_cutoff():
+    def leaky(data):  # a far-reaching term the cutoff does not remove
+        out = _pair_model()(data)
+        return {**out, "energy": out["energy"] + 1e-3 * data.pos.norm(dim=-1).sum()}
+
+    with pytest.raises(AssertionError, match="'energy' still changes beyond the cutoff"):
+        assert_smooth_at_cutoff(leaky, _cluster(4, 0), 2.5, keys=["energy"])
+
+
+def test_extensivity_check_catches_a_per_graph_constant():
+    a, b = _cluster(4, 0), _cluster(5, 1)
+    errors = assert_extensive(_pair_model(), a, b, 2.5)
+    assert set(errors) == {"energy", "forces"} and max(errors.values()) < 1e-12
+    with pytest.raises(AssertionError, match=r"E\(A\+B\) = .* but E\(A\) \+ E\(B\) = "):
+        assert_extensive(_pair_model(offset=0.3), a, b, 2.5)
+    # the cutoff passed is too small for this model: the fragments still interact
+    with pytest.raises(AssertionError, match="'forces' of the joined fragments differs"):
+        assert_extensive(_pair_model(), a, b, 0.5, gap=0.1)
+
+
+def test_energy_helpers_reject_bad_input():
+    model, mol, crystal = _pair_model(), _cluster(4, 0), _crystal()
+    with pytest.raises(ValueError, match="float64 positions"):
+        assert_forces_match_energy(model, Data(z=mol.z, pos=mol.pos.float()))
+    with pytest.raises(ValueError, match="float64 positions"):
+        assert_stress_matches_energy(model, Data(z=crystal.z, pos=crystal.pos.float(), cell=crystal.cell,
+                                                 pbc=crystal.pbc))
+    with pytest.raises(ValueError, match="`atoms`"):
+        assert_forces_match_energy(model, mol, atoms=[4])
+    with pytest.raises(ValueError, match="`step`"):
+        assert_forces_match_energy(model, mol, step=0.0)
+    with pytest.raises(ValueError, match="`atol`"):
+        assert_forces_match_energy(model, mol, atol=-1.0)
+    with pytest.raises(ValueError, match="returned no"):
+        assert_forces_match_energy(lambda d: {"energy": d.pos.sum().reshape(1)}, mol)
+    with pytest.raises(ValueError, match="must return a dict"):
+        assert_forces_match_energy(lambda d: d.pos.sum(), mol)
+    with pytest.raises(ValueError, match="`data.cell`"):
+        assert_stress_matches_energy(model, Data(z=mol.z, pos=mol.pos))
+    with pytest.raises(ValueError, match="zero volume"):
+        assert_stress_matches_energy(model, Data(z=mol.z, pos=mol.pos, cell=torch.zeros(1, 3, 3, dtype=F64)))
+    with pytest.raises(ValueError, match="no periodic direction"):
+        assert_lattice_invariant(model, mol)
+    with pytest.raises(ValueError, match="`data.pbc` is missing"):
+        assert_lattice_invariant(model, Data(z=mol.z, pos=mol.pos, cell=mol.cell))
+    with pytest.raises(ValueError, match="integer lattice offsets"):
+        assert_lattice_invariant(model, crystal, n=[0.5, 0, 0])
+    with pytest.raises(ValueError, match="non-periodic direction"):
+        slab = crystal.clone()
+        slab.pbc = torch.tensor([[True, True, False]])
+        assert_lattice_invariant(model, slab, n=[0, 0, 1])
+    with pytest.raises(ValueError, match="`atom`"):
+        assert_lattice_invariant(model, crystal, atom=4)
+    with pytest.raises(ValueError, match="non-periodic structure"):
+        assert_smooth_at_cutoff(model, crystal, 2.5)
+    with pytest.raises(ValueError, match="edge_index"):
+        assert_smooth_at_cutoff(model, Data(z=mol.z, pos=mol.pos, edge_index=torch.tensor([[0, 1], [1, 0]])), 2.5)
+    with pytest.raises(ValueError, match="at least 2 atoms"):
+        assert_smooth_at_cutoff(model, Data(z=mol.z[:1], pos=mol.pos[:1]), 2.5)
+    with pytest.raises(ValueError, match="no ray"):
+        assert_smooth_at_cutoff(model, mol, 2.5, delta=0.5)
+    with pytest.raises(ValueError, match="`keys` names outputs"):
+        assert_smooth_at_cutoff(model, mol, 2.5, keys=["dipole"])
+
+    def with_edges(data):
+        out = model(data)
+        edge_index = RadiusInteractionGraph(2.5)(data.pos)[0]
+        return {**out, "edge_length": (data.pos[edge_index[0]] - data.pos[edge_index[1]]).norm(dim=-1)}
+
+    assert "edge_length" not in assert_smooth_at_cutoff(with_edges, mol, 2.5)
+    with pytest.raises(ValueError, match=r"outputs \['edge_length'\] change shape"):
+        assert_smooth_at_cutoff(with_edges, mol, 2.5, keys=["energy", "edge_length"])
+    with pytest.raises(ValueError, match="`cutoff`"):
+        assert_smooth_at_cutoff(model, mol, float("nan"))
+    with pytest.raises(ValueError, match="non-periodic structure"):
+        assert_extensive(model, mol, crystal, 2.5)
+    with pytest.raises(ValueError, match="different attributes"):
+        assert_extensive(model, mol, Data(z=mol.z, pos=mol.pos), 2.5)

@@ -121,6 +121,13 @@ class ForceField(EquigraphModel):
             wrt = [pos] if self.compute_forces else []
             if self.compute_stress:
                 cell = cell.reshape(-1, 3, 3)
+                volume = torch.linalg.det(cell.detach()).abs().reshape(-1, 1, 1)
+                pbc = getattr(data, K.PBC, None)
+                periodic = volume.reshape(-1) > 1e-8 if pbc is None else (volume.reshape(-1) > 1e-8) & pbc.reshape(-1, 3).any(-1)
+                if not bool(periodic.all()):
+                    bad = int((~periodic).nonzero()[0])
+                    raise ValueError(f"graph {bad} has no periodic cell (no pbc, or zero volume): stress is defined "
+                                     "for periodic structures only (build the ForceField with stress=False)")
                 batch = getattr(data, K.BATCH, None)
                 if batch is None:
                     batch = torch.zeros(pos.size(0), dtype=torch.long, device=pos.device)
@@ -137,7 +144,7 @@ class ForceField(EquigraphModel):
             if energy.dim() == 2 and energy.size(-1) == 1:
                 energy = energy.squeeze(-1)
             result = {K.ENERGY: energy}
-            if K.NODE_Y in out and out[K.NODE_Y] is not None:
+            if K.NODE_ENERGY in self.outputs:
                 result[K.NODE_ENERGY] = out[K.NODE_Y].squeeze(-1)
             if wrt:
                 grads = torch.autograd.grad(energy.sum(), wrt, create_graph=self.training, allow_unused=True)
@@ -145,7 +152,6 @@ class ForceField(EquigraphModel):
                 if self.compute_forces:
                     result[K.FORCES] = -grads[0]
                 if self.compute_stress:
-                    volume = torch.linalg.det(cell).abs().reshape(-1, 1, 1)
                     result[K.STRESS] = grads[-1] / volume
         return result
 

@@ -5,6 +5,7 @@ from pathlib import Path
 
 import lightning.pytorch as pl
 import torch
+from lightning.pytorch.callbacks import TQDMProgressBar
 
 from equigraph.train.plotting import plot_learning_curve
 
@@ -108,3 +109,12 @@ class EpochTimer(pl.Callback):
     def graphs_per_second(self) -> float:
         total = sum(self.seconds)
         return sum(self.graphs) / total if total > 0 else float("nan")
+
+
+class EpochProgressBar(TQDMProgressBar):
+    """Lightning's progress bar with epochs counted from 1 of ``max_epochs``, as in the
+    learning-curve plot and ``result.json``."""
+
+    def on_train_epoch_start(self, trainer, pl_module):
+        super().on_train_epoch_start(trainer, pl_module)
+        self.train_progress_bar.set_description(f"Epoch {trainer.current_epoch + 1}/{trainer.max_epochs}")

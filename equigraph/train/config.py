@@ -156,6 +156,8 @@ def merge(base: dict, update: dict) -> dict:
 def _type_names(types: tuple) -> str:
     names = {int: "an integer", float: "a number", str: "a string", bool: "true/false", list: "a list",
              type(None): "null"}
+    if float in types:  # an integer is a number
+        types = tuple(t for t in types if t is not int)
     return " or ".join(dict.fromkeys(names[t] for t in types))
 
 

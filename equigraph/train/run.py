@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import copy
 import json
+import os
 import re
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -17,20 +18,22 @@ from pathlib import Path
 import lightning.pytorch as pl
 import torch
 import yaml
-from lightning.pytorch.callbacks import EarlyStopping, EMAWeightAveraging, ModelCheckpoint, TQDMProgressBar
+from lightning.pytorch.callbacks import EarlyStopping, EMAWeightAveraging, ModelCheckpoint
 from lightning.pytorch.loggers import CSVLogger
 from torch_geometric.loader import DataLoader
 
 from equigraph.data import keys as K
 from equigraph.datasets.registry import DataSplits, build_splits
 from equigraph.models import io as model_io
-from equigraph.train.callbacks import EpochTimer, LearningCurve, NonFiniteLoss
+from equigraph.train.callbacks import EpochProgressBar, EpochTimer, LearningCurve, NonFiniteLoss
 from equigraph.train.config import DEFAULTS, apply_overrides, load_config, validate_config
 from equigraph.train.data import SplitsDataModule
 from equigraph.train.module import TaskModule, _build_model
 from equigraph.registry import spec_of
 from equigraph.train.targets import Target, fit_statistics, pair, resolve_targets
 
+#: Environment variable through which DDP workers (re-launched scripts) find rank 0's run folder.
+_RUN_DIR_ENV = "EQUIGRAPH_RUN_DIR"
 #: ``data`` keys that configure the loaders; the rest are the dataset's own options.
 LOADER_KEYS = ("name", "batch_size", "eval_batch_size", "num_workers")
 #: Overrides ``evaluate`` accepts: where the data lives and how it is batched, nothing that
@@ -99,7 +102,7 @@ def build_trainer(config: dict, run_dir: str | Path, grad_in_eval: bool) -> tupl
         callbacks.append(EarlyStopping(monitor="val_loss", mode="min", patience=int(train["early_stopping_patience"]),
                                        check_finite=True))
     if train["progress_bar"]:
-        callbacks.append(TQDMProgressBar(refresh_rate=max(1, int(train["log_every_n_steps"]) // 5)))
+        callbacks.append(EpochProgressBar(refresh_rate=max(1, int(train["log_every_n_steps"]) // 5)))
     strategy = train["strategy"]
     if strategy == "ddp" and train["accelerator"] == "cpu":
         # NCCL needs GPUs; gloo is the CPU backend for multi-process runs.
@@ -215,8 +218,14 @@ def fit(config: dict | str | Path | None = None, overrides: tuple[str, ...] | li
     if ckpt_path is None and config["train"]["fit_statistics"]:
         fit_statistics(targets, splits, net)
     if resume is None:
-        run_dir = new_run_dir(config["out_dir"])
-        (run_dir / "config.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
+        inherited = os.environ.get(_RUN_DIR_ENV)
+        if inherited and os.environ.get("LOCAL_RANK", "0") != "0":
+            # A DDP worker that Lightning launched: it writes into the folder of rank 0.
+            run_dir = Path(inherited)
+        else:
+            run_dir = new_run_dir(config["out_dir"])
+            (run_dir / "config.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
+            os.environ[_RUN_DIR_ENV] = str(run_dir)
     train = config["train"]
     module = TaskModule(net, targets, optimizer=train["optimizer"], lr=float(train["lr"]),
                         weight_decay=float(train["weight_decay"]), scheduler=train["scheduler"],
@@ -228,7 +237,15 @@ def fit(config: dict | str | Path | None = None, overrides: tuple[str, ...] | li
                             num_workers=config["data"]["num_workers"])
     grad_in_eval = any(t.output in (K.FORCES, K.STRESS) for t in targets)
     trainer, timer, ckpt = build_trainer(config, run_dir, grad_in_eval)
+    metrics_csv = run_dir / "logs" / "metrics.csv"
+    earlier = None
+    if ckpt_path is not None and metrics_csv.is_file():
+        # Lightning's CSV logger starts metrics.csv afresh; keep the epochs before the resume.
+        earlier = metrics_csv.with_name(f"metrics.before_epoch_{torch.load(ckpt_path, map_location='cpu', weights_only=False)['epoch']}.csv")
+        metrics_csv.replace(earlier)
     trainer.fit(module, datamodule=data, ckpt_path=ckpt_path)
+    if earlier is not None and trainer.is_global_zero:
+        _prepend_metrics(earlier, metrics_csv)
     best = ckpt.best_model_path or ckpt.last_model_path
     if best:
         # Load by hand: with EMA, Trainer.test(ckpt_path=...) would restore the raw weights.
@@ -269,6 +286,23 @@ def fit(config: dict | str | Path | None = None, overrides: tuple[str, ...] | li
     if trainer.is_global_zero:
         (run_dir / "result.json").write_text(json.dumps(asdict(result), indent=2) + "\n")
     return result
+
+
+def _prepend_metrics(earlier: Path, metrics_csv: Path) -> None:
+    import csv
+
+    rows, fields = [], []
+    for path in (earlier, metrics_csv):
+        if not path.is_file():
+            continue
+        with open(path, newline="") as f:
+            reader = csv.DictReader(f)
+            fields += [c for c in reader.fieldnames or [] if c not in fields]
+            rows += list(reader)
+    with open(metrics_csv, "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=fields)
+        writer.writeheader()
+        writer.writerows(rows)
 
 
 def mean_predictor_mae(target: Target, splits: DataSplits) -> float:

@@ -20,8 +20,13 @@ BOX = 12.0  # a cell for the molecules (non-periodic), so that stress=True appli
 def _molecule(n, seed):
     gen = torch.Generator().manual_seed(seed)
     z = torch.randint(1, 10, (n,), generator=gen)
-    # spread so that some pairs are within the 3 Å cutoff and some are not
-    pos = 1.6 * torch.randn(n, 3, generator=gen, dtype=torch.float64)
+    # a compact cluster (every atom has neighbours within the cutoff), no pair closer than 1 Å
+    atoms = []
+    while len(atoms) < n:
+        x = 1.2 * torch.randn(3, generator=gen, dtype=torch.float64)
+        if all(float((x - y).norm()) > 1.0 for y in atoms):
+            atoms.append(x)
+    pos = torch.stack(atoms)
     return Data(z=z, pos=pos, cell=BOX * torch.eye(3, dtype=torch.float64).unsqueeze(0),
                 pbc=torch.zeros(1, 3, dtype=torch.bool))
 
@@ -106,3 +111,28 @@ class TestEGNNForceFieldCoords(EnergyModelTests):
     @pytest.fixture
     def periodic_data(self):
         return _copper((1, 1, 1), 2)
+
+
+# The kit must catch the defects it exists for, on the real model.
+def test_lattice_check_catches_an_egnn_without_periodic_shifts(monkeypatch):
+    from equigraph.graph import RadiusInteractionGraph
+    from equigraph.testing import assert_lattice_invariant
+
+    model, data = _energy_model(3.0, update_coords=False), _copper((1, 1, 1), 0)
+    build = RadiusInteractionGraph.from_data
+
+    def without_shifts(self, data):
+        edge_index, shift = build(self, data)
+        return edge_index, None if shift is None else torch.zeros_like(shift)
+
+    monkeypatch.setattr(RadiusInteractionGraph, "from_data", without_shifts)
+    with pytest.raises(AssertionError, match="'energy' changes when atom 0 moved"):
+        assert_lattice_invariant(model, data)
+
+
+def test_smoothness_check_catches_an_egnn_without_envelope():
+    from equigraph.testing import assert_smooth_at_cutoff
+
+    model = _energy_model(3.0, update_coords=False, envelope=False)
+    with pytest.raises(AssertionError, match="'energy' jumps.*\n.*'forces' jumps"):
+        assert_smooth_at_cutoff(model, _molecule(4, 0), 3.0, keys=["energy", "forces"])

@@ -66,14 +66,36 @@ def test_published_hyperparameters():
         (["train.lr=-1"], "train.lr"),
         (["data.batch_size=0"], "batch_size"),
         (["train.learning_rate=1"], "unknown train keys"),
-        (["data.targets=gap"], "unknown data keys"),
         (["optimiser=adam"], "unknown top-level"),
         (["model=egnn"], "model"),
+        # Issue: values of the wrong type name the key and what is expected.
+        (["train.gradient_clip_val=abc"], "train.gradient_clip_val must be a number or null, got 'abc'"),
+        (["train.devices=abc"], "train.devices must be a positive integer, -1, 'auto' or a list"),
+        (["train.devices=0"], "train.devices must be a positive integer"),
+        (["train.accelerator=tpu7"], "train.accelerator must be auto, cpu, gpu"),
+        (["data.batch_size=8.5"], "data.batch_size must be an integer, got 8.5"),
+        (["train.progress_bar=yes please"], "train.progress_bar must be true/false"),
+        (["targets.gap=1"], "targets.gap must be a mapping"),
     ],
 )
 def test_invalid_configs(overrides, match):
     with pytest.raises(ValueError, match=match):
         load_config(CONFIGS / "qm9_egnn_demo.yaml", overrides)
+
+
+def test_unknown_dataset_options_are_named():
+    from equigraph.datasets import build_splits
+
+    cfg = load_config(CONFIGS / "qm9_egnn_demo.yaml", ["data.targets=gap"])
+    with pytest.raises(ValueError, match="data: dataset 'qm9': unknown argument 'targets'"):
+        build_splits({k: v for k, v in cfg["data"].items() if k not in ("batch_size", "eval_batch_size", "num_workers")})
+
+
+def test_yaml_syntax_error_names_file_and_line(tmp_path):
+    path = tmp_path / "bad.yaml"
+    path.write_text("model:\n  name: egnn\n  hidden_channels: [64\n")
+    with pytest.raises(ValueError, match=r"bad.yaml'?: line \d+, column \d+: YAML syntax error"):
+        load_config(path)
 
 
 def test_missing_model_name():

@@ -30,7 +30,9 @@ def test_ddp_two_cpu_processes(tmp_path):
     proc = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=240,
                           cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr[-3000:]
-    result = json.loads((Path(cfg["out_dir"]) / "result.json").read_text())
+    runs = sorted(Path(cfg["out_dir"]).iterdir())
+    assert [r.name for r in runs] == ["version_0"]  # the worker of rank 1 writes into rank 0's folder
+    result = json.loads((runs[0] / "result.json").read_text())
     assert result["world_size"] == 2
     assert result["epochs"] == 2 and result["test_mae"] == result["test_mae"]  # finite, not NaN
     assert "distributed_backend=gloo" in proc.stderr + proc.stdout

@@ -1,81 +1,92 @@
 import pytest
 import torch
 from torch_geometric.data import Batch
-from train_helpers import TinyModel, molecules
+from train_helpers import TinyModel, molecules, splits
 
-from equigraph.train import PropertyModule, mean_baseline_mae, target_statistics
+from equigraph.models import build_model
+from equigraph.train import TaskModule, Target, fit_statistics, load_config, resolve_targets
+from equigraph.train.targets import pair
 
-
-def test_target_statistics_mean_mad():
-    y = torch.tensor([[1.0, 5.0], [3.0, 5.0], [5.0, 5.0]])
-    mean, mad = target_statistics(y)
-    assert mean == pytest.approx([3.0, 5.0])
-    # A constant column gets a unit scale instead of a division by zero.
-    assert mad == pytest.approx([4.0 / 3.0, 1.0])
+GAP = Target("gap", "y", "y", "graph", "eV")
 
 
-@pytest.mark.parametrize("bad, match", [(torch.empty(0, 1), "empty"), (torch.tensor([[1.0], [float("nan")]]), "NaN")])
-def test_target_statistics_rejects_bad_targets(bad, match):
-    with pytest.raises(ValueError, match=match):
-        target_statistics(bad)
-
-
-def test_forward_destandardises():
+def test_forward_returns_the_models_outputs_in_physical_units():
     torch.manual_seed(0)
-    module = PropertyModule(TinyModel(), mean=[10.0], mad=[2.0], unit="eV")
+    model = build_model({"name": "egnn", "hidden_channels": 8, "num_layers": 1, "out_channels": 1})
+    data = splits()
+    targets = resolve_targets(load_config({"model": {"name": "egnn"}, "data": {"name": "synthetic"}}), data, model)
+    summary = fit_statistics(targets, data, model)
+    y = data.values("y").double()
+    assert summary["synthetic"]["mean"] == pytest.approx(y.mean(0).tolist())
+    # The statistics live in the model (buffers), not in the Lightning module.
+    assert torch.allclose(model.readout.shift.double(), y.mean(0), atol=1e-5)
+    module = TaskModule(model, targets)
     batch = Batch.from_data_list(molecules(4))
-    raw = module.model(batch)["y"]
-    assert torch.allclose(module(batch), raw * 2.0 + 10.0)
+    assert torch.equal(module(batch)["y"], model(batch)["y"])
+
+
+def test_loss_is_the_weighted_sum_of_normalised_errors():
+    torch.manual_seed(0)
+    targets = [Target("gap", "y", "y", "graph", "eV", loss="l1", weight=2.0, scale=0.5)]
+    module = TaskModule(TinyModel(), targets)
+    batch = Batch.from_data_list(molecules(4))
+    pred = module(batch)["y"]
+    expected = 2.0 * (pred - batch.y).abs().mean() / 0.5
+    torch.testing.assert_close(module.training_step(batch, 0), expected)
+
+
+def test_extensive_targets_are_compared_per_atom():
+    batch = Batch.from_data_list(molecules(3))
+    t = Target("e", "y", "y", "graph", "eV", extensive=True)
+    pred, true = pair(t, {"y": batch.y + 1.0}, batch)
+    natoms = torch.bincount(batch.batch).unsqueeze(-1).float()
+    torch.testing.assert_close(pred - true, 1.0 / natoms)
 
 
 @pytest.mark.parametrize(
     "kwargs, match",
     [
-        ({"loss": "huber"}, "loss"),
         ({"optimizer": "sgd"}, "optimizer"),
         ({"scheduler": "step"}, "scheduler"),
         ({"lr": 0.0}, "lr"),
-        ({"mad": [0.0]}, "mad"),
-        ({"mean": [float("nan")]}, "mean"),
-        ({"mean": [0.0, 1.0], "mad": [1.0]}, "lengths"),
-        ({"target_index": [0, 1]}, "target_index"),
-        ({"unit": "D", "metric_unit": "meV"}, "metric_unit"),
+        ({"targets": []}, "at least one target"),
     ],
 )
 def test_bad_arguments_raise(kwargs, match):
+    kwargs = {"targets": [GAP], **kwargs}
     with pytest.raises(ValueError, match=match):
-        PropertyModule(TinyModel(), **kwargs)
+        TaskModule(TinyModel(), **kwargs)
 
 
-def test_wrong_output_width_is_an_error():
-    module = PropertyModule(TinyModel(), mean=[0.0, 0.0], mad=[1.0, 1.0])
-    with pytest.raises(ValueError, match="out_channels"):
-        module(Batch.from_data_list(molecules(2)))
+def test_unknown_loss_lists_the_known_ones():
+    with pytest.raises(ValueError, match="unknown loss 'l3'; known: huber, l1, mse"):
+        TaskModule(TinyModel(), [Target("gap", "y", "y", "graph", "eV", loss="l3")])
 
 
-def test_missing_target_is_an_error():
-    module = PropertyModule(TinyModel())
+def test_missing_model_output_and_data_key_are_errors():
+    module = TaskModule(TinyModel(), [Target("gap", "energy", "y", "graph", "eV")])
     batch = Batch.from_data_list(molecules(2))
+    with pytest.raises(ValueError, match="returns no 'energy' for target 'gap'"):
+        module.training_step(batch, 0)
+    module = TaskModule(TinyModel(), [GAP])
     del batch.y
-    with pytest.raises(ValueError, match="'y'"):
+    with pytest.raises(ValueError, match="no 'y' to train target 'gap'"):
         module.training_step(batch, 0)
 
 
-def test_metric_unit_conversion_in_mae():
-    module = PropertyModule(TinyModel(), unit="eV", metric_unit="meV")
-    assert module.metric_factor == 1000.0 and module.metric_unit == "meV"
-
-
-def test_mean_baseline():
-    train = torch.tensor([[0.0], [2.0]])
-    test = torch.tensor([[1.0], [3.0]])
-    assert mean_baseline_mae(train, test) == pytest.approx([1.0])
+def test_metric_unit_conversion():
+    t = Target("e", "y", "y", "graph", "eV", metric_unit="meV")
+    assert t.metric_factor == 1000.0 and t.reported_unit == "meV"
+    f = Target("f", "forces", "forces", "node", "eV/Å", metric_unit="meV")
+    assert f.metric_factor == 1000.0 and f.reported_unit == "meV/Å"
+    e = Target("e", "energy", "energy", "graph", "eV", metric_unit="meV", extensive=True)
+    assert e.reported_unit == "meV/atom"
 
 
 @pytest.mark.parametrize("scheduler", ["cosine", "plateau", "none"])
 def test_optimizer_and_schedule(scheduler):
-    module = PropertyModule(TinyModel(), optimizer="adamw", lr=1e-3, weight_decay=1e-16, scheduler=scheduler,
-                            max_epochs=10, min_lr=1e-5)
+    module = TaskModule(TinyModel(), [GAP], optimizer="adamw", lr=1e-3, weight_decay=1e-16, scheduler=scheduler,
+                        max_epochs=10, min_lr=1e-5)
     conf = module.configure_optimizers()
     opt = conf if scheduler == "none" else conf["optimizer"]
     assert isinstance(opt, torch.optim.AdamW) and opt.defaults["weight_decay"] == 1e-16
@@ -90,13 +101,57 @@ def test_trainer_callbacks_follow_the_config(tmp_path):
     from lightning.pytorch.callbacks import EarlyStopping, EMAWeightAveraging
     from train_helpers import tiny_config
 
-    from equigraph.train import build_trainer, load_config
+    from equigraph.train import build_trainer
 
     cfg = load_config(tiny_config(tmp_path, ema_decay=0.999, early_stopping_patience=3, gradient_clip_val=5.0))
-    trainer, *_ = build_trainer(cfg, tmp_path)
+    trainer, *_ = build_trainer(cfg, tmp_path, grad_in_eval=False)
     stop = [c for c in trainer.callbacks if isinstance(c, EarlyStopping)]
-    assert len(stop) == 1 and stop[0].patience == 3 and stop[0].monitor == "val_mae"
+    assert len(stop) == 1 and stop[0].patience == 3 and stop[0].monitor == "val_loss"
     assert any(isinstance(c, EMAWeightAveraging) for c in trainer.callbacks)
     assert trainer.gradient_clip_val == 5.0
     with pytest.raises(ValueError, match="ema_decay"):
-        build_trainer(load_config(tiny_config(tmp_path, ema_decay=1.5)), tmp_path)
+        build_trainer(load_config(tiny_config(tmp_path, ema_decay=1.5)), tmp_path, grad_in_eval=False)
+
+
+def test_fit_statistics_fits_per_element_references_for_energies():
+    from equigraph.datasets.registry import DataSplits, TargetInfo
+    from train_helpers import CONTRIBUTION
+
+    parts = [molecules(n, seed) for n, seed in ((60, 0), (8, 1), (8, 2))]
+    for part in parts:
+        for d in part:
+            d.energy = torch.tensor([sum(CONTRIBUTION[int(a)] for a in d.z)])
+    data = DataSplits(*parts, targets={"energy": TargetInfo("energy", "graph", "eV", output="y", extensive=True)})
+    model = build_model({"name": "egnn", "hidden_channels": 8, "num_layers": 1, "out_channels": 1, "atom_ref": True})
+    cfg = load_config({"model": {"name": "egnn"}, "data": {"name": "synthetic"}})
+    targets = resolve_targets(cfg, data, model)
+    fit_statistics(targets, data, model)
+    ref = model.readout.atom_ref[:, 0]
+    for z, value in CONTRIBUTION.items():
+        assert float(ref[z]) == pytest.approx(value, abs=1e-4)
+    assert float(model.readout.shift) == 0.0  # extensive: no per-graph offset
+    no_ref = build_model({"name": "egnn", "hidden_channels": 8, "num_layers": 1, "out_channels": 1})
+    with pytest.raises(ValueError, match="atom_ref: true"):
+        fit_statistics(resolve_targets(cfg, data, no_ref), data, no_ref)
+
+
+def test_targets_are_checked_against_the_model_declaration():
+    from train_helpers import splits as make_splits
+
+    data = make_splits()
+    cfg = load_config({"model": {"name": "egnn"}, "data": {"name": "synthetic"},
+                       "targets": {"synthetic": {"output": "forces"}}})
+    model = build_model({"name": "egnn", "hidden_channels": 8, "num_layers": 1, "out_channels": 1})
+    with pytest.raises(ValueError, match="returns no 'forces'.*force_field"):
+        resolve_targets(cfg, data, model)
+    cfg["targets"] = {"nope": {}}
+    with pytest.raises(ValueError, match="the dataset has no target 'nope'"):
+        resolve_targets(cfg, data, model)
+    cfg["targets"] = {"synthetic": {"weight": -1}}
+    with pytest.raises(ValueError, match="weight must be a non-negative number"):
+        resolve_targets(cfg, data, model)
+    cfg["targets"] = {"synthetic": {"metric_unit": "meV"}}
+    cfg["train"]["metric_unit"] = None
+    data.targets["synthetic"] = type(data.targets["synthetic"])("y", "graph", "D")
+    with pytest.raises(ValueError, match="cannot convert 'D' to 'meV'"):
+        resolve_targets(cfg, data, model)

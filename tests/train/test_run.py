@@ -1,79 +1,114 @@
+import json
 import re
+from pathlib import Path
 
 import pytest
 import torch
 from torch_geometric.data import Batch
-from train_helpers import TinyModel, splits, tiny_config
+from train_helpers import TinyModel, egnn_config, splits, tiny_config
 
+from equigraph.models import load
 from equigraph.train import NonFiniteLossError, evaluate, fit, load_checkpoint, read_metrics
 
 
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory):
-    """One short run shared by the tests that only inspect its outputs."""
+    """One short run of a registry EGNN on the synthetic dataset, shared by the tests that
+    only inspect its outputs."""
     torch.manual_seed(0)
     tmp = tmp_path_factory.mktemp("fit")
-    data = splits()
-    model = TinyModel()
-    before = evaluate(_wrap(model, data), splits=data)["mae"][0]
-    cfg = tiny_config(tmp, max_epochs=8, lr=1e-2, ema_decay=0.9, gradient_clip_val=10.0)
+    cfg = egnn_config(tmp, max_epochs=8, lr=1e-2, ema_decay=0.9, gradient_clip_val=10.0)
     cfg["data"]["batch_size"] = 8
-    result = fit(cfg, splits=data, model=model)
-    return result, data, model, before
-
-
-def _wrap(model, data):
-    from equigraph.train import PropertyModule, target_statistics
-
-    mean, mad = target_statistics(data.targets())
-    return PropertyModule(model, mean=mean, mad=mad, unit=data.unit)
+    result = fit(cfg)
+    return result, cfg
 
 
 def test_training_reduces_loss_and_error(trained):
-    result, data, model, before = trained
+    result, cfg = trained
     curve = read_metrics(result.metrics_csv)
     train_loss = [v for _, v in curve["train_loss"]]
     assert len(train_loss) == result.epochs == 8
     assert train_loss[-1] < 0.7 * train_loss[0]
-    assert result.test_mae < before
     assert result.test_mae < result.baseline_mae
-    assert result.unit == "eV" and result.num_train == len(data.train)
+    assert result.unit == "eV" and result.num_train == 48
     assert result.seconds_per_epoch > 0 and result.graphs_per_second > 0
+    assert result.metrics["synthetic"]["test_mae"] == result.test_mae
 
 
-def test_outputs_written(trained):
-    result, *_ = trained
-    from pathlib import Path
-
-    png = Path(result.plot).read_bytes()
-    assert png[:8] == b"\x89PNG\r\n\x1a\n"
-    assert (Path(result.out_dir) / "result.json").is_file()
+def test_outputs_written_in_a_version_folder(trained):
+    result, cfg = trained
+    run = Path(result.out_dir)
+    assert run.parent == Path(cfg["out_dir"]) and run.name == "version_0"
+    assert Path(result.plot).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    for name in ("result.json", "config.yaml", "model.pt", "checkpoints/best.ckpt", "checkpoints/last.ckpt"):
+        assert (run / name).is_file(), name
     assert Path(result.checkpoint).name == "best.ckpt"
 
 
-def test_checkpoint_round_trip_restores_weights_and_normalisation(trained):
-    result, data, _, _ = trained
-    fresh = load_checkpoint(result.checkpoint, model=TinyModel())
-    ckpt = torch.load(result.checkpoint, weights_only=False)
-    # The normalisation comes back from the checkpoint, not from defaults.
-    assert torch.allclose(fresh.y_mean, ckpt["state_dict"]["y_mean"])
-    assert fresh.y_mean.item() != 0.0 and fresh.y_mad.item() != 1.0
-    # evaluate() on the restored module reproduces the test MAE of the run.
-    restored = evaluate(fresh, splits=data)
-    assert restored["mae"][0] == pytest.approx(result.test_mae, rel=1e-4)
-    again = load_checkpoint(result.checkpoint, model=TinyModel())
-    batch = Batch.from_data_list(data.test)
+def test_saved_model_predicts_in_physical_units_without_lightning(trained):
+    result, _ = trained
+    model = load(result.model_file)
+    meta = model.metadata
+    assert meta["targets"]["synthetic"]["unit"] == "eV" and meta["featurizer"] == "charge_power"
+    assert meta["elements"] == [1, 6, 7, 8]
+    # evaluate() on the saved model reproduces the run's test MAE, and the Lightning
+    # checkpoint's module gives the same predictions.
+    scored = evaluate(result.out_dir)
+    assert scored["targets"]["synthetic"]["mae"] == pytest.approx(result.test_mae, rel=1e-4)
+    module = load_checkpoint(result.checkpoint)
+    data = splits(featurizer=None)
+    from equigraph.models.predict import predict
+
+    from equigraph.data.featurizers import ChargePower
+
+    feat = Batch.from_data_list([ChargePower()(d.clone()) for d in data.test])
     with torch.no_grad():
-        assert torch.equal(fresh(batch), again(batch))
+        torch.testing.assert_close(predict(model, data.test)["y"], module(feat)["y"])
 
 
 def test_ema_weights_are_checkpointed(trained):
-    result, *_ = trained
+    result, _ = trained
     ckpt = torch.load(result.checkpoint, weights_only=False)
     # EMAWeightAveraging stores the averaged weights as the state_dict and keeps the raw ones.
     assert "current_model_state" in ckpt
-    key = next(k for k in ckpt["state_dict"] if k.startswith("model."))
+    key = next(k for k in ckpt["state_dict"] if k.startswith("model.") and "weight" in k)
     assert not torch.equal(ckpt["state_dict"][key], ckpt["current_model_state"][key])
+
+
+def test_a_second_run_never_touches_the_first(trained, tmp_path):
+    # Issue: `equigraph train` deleted the previous run's checkpoints before validating the
+    # config; a typo destroyed a trained model.
+    result, cfg = trained
+    first = Path(result.out_dir)
+    before = {p: p.stat().st_mtime_ns for p in first.rglob("*") if p.is_file()}
+    bad = dict(cfg, targets={"gapp": {}})
+    with pytest.raises(ValueError, match="no target 'gapp'"):
+        fit(bad)
+    assert sorted(p.name for p in Path(cfg["out_dir"]).iterdir()) == ["version_0"]
+    second = fit(dict(cfg, train={**cfg["train"], "max_epochs": 1}))
+    assert Path(second.out_dir).name == "version_1"
+    assert {p: p.stat().st_mtime_ns for p in first.rglob("*") if p.is_file()} == before
+
+
+def test_resume_continues_from_last_checkpoint(tmp_path):
+    cfg = egnn_config(tmp_path, max_epochs=2)
+    first = fit(cfg)
+    resumed = fit(resume=first.out_dir, overrides=["train.max_epochs=4"])
+    assert resumed.out_dir == first.out_dir and resumed.epochs == 4
+    epochs = sorted({e for e, _ in read_metrics(resumed.metrics_csv)["train_loss"]})
+    assert epochs == [0, 1, 2, 3]
+    with pytest.raises(ValueError, match="only train.\\* keys"):
+        fit(resume=first.out_dir, overrides=["model.hidden_channels=4"])
+    with pytest.raises(ValueError, match="not a run folder"):
+        fit(resume=tmp_path / "nothing")
+
+
+def test_custom_module_and_data(tmp_path):
+    torch.manual_seed(0)
+    data = splits()
+    result = fit(tiny_config(tmp_path, max_epochs=3, lr=1e-2), splits=data, model=TinyModel())
+    assert result.model_file == ""  # not a registry model: nothing to rebuild it from
+    assert result.test_mae == result.test_mae
 
 
 def test_non_finite_loss_stops_with_epoch_and_batch(tmp_path):
@@ -85,10 +120,28 @@ def test_non_finite_loss_stops_with_epoch_and_batch(tmp_path):
         fit(cfg, splits=data, model=TinyModel())
 
 
-def test_evaluate_rejects_unknown_split(trained):
-    result, data, *_ = trained
+def test_evaluate_refuses_what_contradicts_the_model(trained):
+    # Issue: `evaluate CKPT data.target=homo` scored a gap model against HOMO labels.
+    result, _ = trained
+    with pytest.raises(ValueError, match="'data.target' cannot be overridden"):
+        evaluate(result.out_dir, overrides=["data.target=homo"])
+    with pytest.raises(ValueError, match="'model.hidden_channels' cannot be overridden"):
+        evaluate(result.out_dir, overrides=["model.hidden_channels=64"])
     with pytest.raises(ValueError, match="split"):
-        evaluate(load_checkpoint(result.checkpoint, model=TinyModel()), split="holdout", splits=data)
+        evaluate(result.out_dir, split="holdout")
+    assert evaluate(result.out_dir, overrides=["data.eval_batch_size=5"])["count"] == 16
+
+
+def test_evaluate_of_a_model_trained_on_custom_data_needs_that_data(tmp_path):
+    data = splits()
+    from equigraph.models import build_model
+
+    model = build_model({"name": "egnn", "hidden_channels": 8, "num_layers": 1, "out_channels": 1})
+    result = fit(tiny_config(tmp_path, max_epochs=1), splits=data, model=model)
+    with pytest.raises(ValueError, match="trained on data passed in Python"):
+        evaluate(result.out_dir)
+    assert evaluate(result.out_dir, splits=data)["targets"]["synthetic"]["mae"] == pytest.approx(result.test_mae,
+                                                                                                rel=1e-4)
 
 
 def test_missing_checkpoint_is_an_error(tmp_path):
@@ -101,20 +154,7 @@ def test_empty_split_is_an_error():
         splits(n_val=0)
 
 
-def test_predict_molecules_rejects_bad_input(trained):
-    from torch_geometric.data import Data
-
-    from equigraph.train import predict_molecules
-
-    result, *_ = trained
-    module = load_checkpoint(result.checkpoint, model=TinyModel())
-    with pytest.raises(ValueError, match="no graphs"):
-        predict_molecules(module, [])
-    with pytest.raises(ValueError, match=r"molecules\[0\]: missing 'pos'"):
-        predict_molecules(module, [Data(z=torch.tensor([6, 1]))])
-
-
-def test_checkpoint_of_another_architecture_is_a_clear_error(trained):
-    result, *_ = trained
-    with pytest.raises(ValueError, match="does not fit the current model code"):
-        load_checkpoint(result.checkpoint, model=TinyModel(hidden=8))
+def test_result_json_lists_every_target(trained):
+    result, _ = trained
+    record = json.loads((Path(result.out_dir) / "result.json").read_text())
+    assert record["metrics"]["synthetic"]["unit"] == "eV" and record["model_file"].endswith("model.pt")

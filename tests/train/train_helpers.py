@@ -11,7 +11,7 @@ from torch import nn
 from torch_geometric.data import Data
 from torch_geometric.utils import scatter
 
-from equigraph.train.data import DataSplits, build_featurizer, register_dataset
+from equigraph.datasets.registry import DATASETS, DataSplits, TargetInfo, build_featurizer, register_dataset
 
 ELEMENTS = (1, 6, 7, 8)
 CONTRIBUTION = {1: -0.5, 6: 1.0, 7: 1.5, 8: 2.0}
@@ -35,14 +35,16 @@ def splits(n_train: int = 48, n_val: int = 16, n_test: int = 16, unit: str = "eV
     parts = [molecules(n, seed) for n, seed in ((n_train, 0), (n_val, 1), (n_test, 2))]
     if featurizer is not None:
         parts = [[featurizer(d) for d in part] for part in parts]
-    return DataSplits(*parts, target="synthetic", unit=unit, featurizer=featurizer)
+    return DataSplits(*parts, targets={"synthetic": TargetInfo("y", "graph", unit)}, featurizer=featurizer)
 
 
-@register_dataset("synthetic")
-def _synthetic(cfg: dict) -> DataSplits:
+def _synthetic(max_train: int = 48, max_val: int = 16, max_test: int = 16, featurizer=None) -> DataSplits:
     """``data.name: synthetic`` for configs in tests (CLI, DDP)."""
-    return splits(cfg.get("max_train") or 48, cfg.get("max_val") or 16, cfg.get("max_test") or 16,
-                  featurizer=build_featurizer(cfg.get("featurizer")))
+    return splits(max_train, max_val, max_test, featurizer=build_featurizer(featurizer))
+
+
+if "synthetic" not in DATASETS:
+    register_dataset("synthetic")(_synthetic)
 
 
 def egnn_config(tmp_path, **train) -> dict:

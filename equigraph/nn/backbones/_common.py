@@ -21,8 +21,8 @@ def resolve_output(out_type, level: str, out_channels: Optional[int], model: str
     type_ = parse_type(out_type, "out_type")
     if level not in OUT_LEVELS:
         raise ValueError(f"{model}: level must be one of {OUT_LEVELS}, got {level!r}")
-    if type_ == "cell":
-        raise ValueError(f"{model}: out_type 'cell' is not supported (outputs are [*, C] rows)")
+    if type_ in ("cell", "tensor"):
+        raise ValueError(f"{model}: out_type {type_!r} is not supported (outputs are [*, C] rows, not 3 x 3)")
     if type_ in _THREE:
         width = 3
     elif isinstance(type_, o3.Irreps):

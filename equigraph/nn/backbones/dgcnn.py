@@ -87,14 +87,18 @@ class DGCNN(torch.nn.Module):
         self.num_layers = positive_int(num_layers, "num_layers", name)
         self.k = positive_int(k, "k", name)
         self.dynamic = bool(dynamic)
-        widths = [3 + in_channels] + [hidden_channels] * num_layers
-        self.convs = torch.nn.ModuleList([
-            EdgeConv(MLP([2 * c_in, hidden_channels, hidden_channels], act=act, norm=norm, plain_last=False), aggr="max")
-            for c_in in widths[:-1]
-        ])
-        self.lift = MLP([num_layers * hidden_channels, global_channels], act=act, norm=norm, plain_last=False)
-        head_in = global_channels + (num_layers * hidden_channels if level == "node" else 0)
-        self.head = MLP([head_in, hidden_channels, self.out_channels], act=act, norm=norm)
+        # Submodules initialise themselves on construction; fork_rng keeps those draws off the
+        # global generator, so a model built after torch.manual_seed(s) equals one reset after it.
+        with torch.random.fork_rng(devices=[]):
+            widths = [3 + in_channels] + [hidden_channels] * num_layers
+            self.convs = torch.nn.ModuleList([
+                EdgeConv(MLP([2 * c_in, hidden_channels, hidden_channels], act=act, norm=norm, plain_last=False),
+                         aggr="max")
+                for c_in in widths[:-1]
+            ])
+            self.lift = MLP([num_layers * hidden_channels, global_channels], act=act, norm=norm, plain_last=False)
+            head_in = global_channels + (num_layers * hidden_channels if level == "node" else 0)
+            self.head = MLP([head_in, hidden_channels, self.out_channels], act=act, norm=norm)
         self.reset_parameters()
 
     def reset_parameters(self):

@@ -148,9 +148,12 @@ class GNN(torch.nn.Module):
                 raise ValueError(f"{name}: {arg} must be an int >= 0, got {value!r}")
         self.edge_dim, self.in_channels, self.use_velocity = edge_dim, in_channels, bool(use_velocity)
         self.interaction_graph = _interaction_graph(interaction_graph)
-        self.embedding = Linear(3 + 3 * self.use_velocity + in_channels, hidden_channels)
-        self.layers = torch.nn.ModuleList([GCL(hidden_channels, edge_dim, act) for _ in range(num_layers)])
-        self.decoder = Sequential(Linear(hidden_channels, hidden_channels), _act(act), Linear(hidden_channels, 3))
+        # Submodules initialise themselves on construction; fork_rng keeps those draws off the
+        # global generator, so a model built after torch.manual_seed(s) equals one reset after it.
+        with torch.random.fork_rng(devices=[]):
+            self.embedding = Linear(3 + 3 * self.use_velocity + in_channels, hidden_channels)
+            self.layers = torch.nn.ModuleList([GCL(hidden_channels, edge_dim, act) for _ in range(num_layers)])
+            self.decoder = Sequential(Linear(hidden_channels, hidden_channels), _act(act), Linear(hidden_channels, 3))
         self.reset_parameters()
 
     def reset_parameters(self):

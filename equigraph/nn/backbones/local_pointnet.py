@@ -34,9 +34,10 @@ class FALocalPointNet(DegeneracyCounter, torch.nn.Module):
             g \cdot \mathrm{MLP}_3([\mathbf{e}_{i,g}, \mathbf{c}])
 
     The cloud feature :math:`\mathbf{c}` pools invariant per-point features, so
-    per-cloud outputs (``level="graph"``) must be ``"scalar"``. Points with a degenerate
-    local spectrum (collinear or symmetric neighbourhoods) are counted and warned about
-    once (:class:`equigraph.nn.frames.DegenerateFrameWarning`).
+    per-cloud outputs (``level="graph"``) must be ``"scalar"``. Points whose neighbourhood
+    has a repeated non-zero eigenvalue (symmetric neighbourhoods, e.g. on a lattice) are not
+    equivariant; they are counted in ``num_degenerate`` and warned about once
+    (:class:`equigraph.nn.frames.DegenerateFrameWarning`). Collinear neighbourhoods are exact.
 
     Args:
         out_channels (int, optional): width of ``"y"``. (default: from ``out_type``)
@@ -98,10 +99,13 @@ class FALocalPointNet(DegeneracyCounter, torch.nn.Module):
         if tol is not None:
             check_tol(tol, torch.float64)
         self.tol = tol
-        self.local = MLP([3 + in_channels] + [hidden_channels] * num_layers, act=act, norm=None, plain_last=False)
-        self.lift = MLP([hidden_channels, global_channels], act=act, norm=None, plain_last=False)
-        head_in = global_channels + (hidden_channels if level == "node" else 0)
-        self.head = MLP([head_in, hidden_channels, self.out_channels], act=act, norm=None)
+        # Submodules initialise themselves on construction; fork_rng keeps those draws off the
+        # global generator, so a model built after torch.manual_seed(s) equals one reset after it.
+        with torch.random.fork_rng(devices=[]):
+            self.local = MLP([3 + in_channels] + [hidden_channels] * num_layers, act=act, norm=None, plain_last=False)
+            self.lift = MLP([hidden_channels, global_channels], act=act, norm=None, plain_last=False)
+            head_in = global_channels + (hidden_channels if level == "node" else 0)
+            self.head = MLP([head_in, hidden_channels, self.out_channels], act=act, norm=None)
         self.reset_parameters()
 
     def reset_parameters(self):
@@ -118,7 +122,8 @@ class FALocalPointNet(DegeneracyCounter, torch.nn.Module):
         pos, batch, x = read_points(data, self.in_channels, type(self).__name__)
         neighbours = knn_index(pos, self.k, batch)
         frames = local_pca_frames(pos, neighbours, self.group, tol=self.tol)
-        self.report_degenerate(frames, "points", check_tol(self.tol, pos.dtype))
+        # Collinear neighbourhoods are harmless: the only geometric input is the positions.
+        self.report_degenerate(frames.degenerate, "points", check_tol(self.tol, pos.dtype))
         n, num_frames = pos.size(0), frames.size
         patch = pos[neighbours].unsqueeze(1).expand(n, num_frames, self.k, 3)
         canonical = frame_transform(patch, "point", frames.rotations, frames.translations, inverse=True)

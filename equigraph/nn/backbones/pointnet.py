@@ -82,10 +82,13 @@ class PointNet(torch.nn.Module):
         self.hidden_channels = positive_int(hidden_channels, "hidden_channels", name)
         self.global_channels = positive_int(global_channels, "global_channels", name)
         self.num_layers = positive_int(num_layers, "num_layers", name)
-        self.local = MLP([3 + in_channels] + [hidden_channels] * num_layers, act=act, norm=norm, plain_last=False)
-        self.lift = MLP([hidden_channels, global_channels], act=act, norm=norm, plain_last=False)
-        head_in = global_channels + (hidden_channels if level == "node" else 0)
-        self.head = MLP([head_in, hidden_channels, self.out_channels], act=act, norm=norm)
+        # Submodules initialise themselves on construction; fork_rng keeps those draws off the
+        # global generator, so a model built after torch.manual_seed(s) equals one reset after it.
+        with torch.random.fork_rng(devices=[]):
+            self.local = MLP([3 + in_channels] + [hidden_channels] * num_layers, act=act, norm=norm, plain_last=False)
+            self.lift = MLP([hidden_channels, global_channels], act=act, norm=norm, plain_last=False)
+            head_in = global_channels + (hidden_channels if level == "node" else 0)
+            self.head = MLP([head_in, hidden_channels, self.out_channels], act=act, norm=norm)
         self.reset_parameters()
 
     def reset_parameters(self):

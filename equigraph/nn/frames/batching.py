@@ -83,11 +83,14 @@ def replicate(data, copies: int, num_graphs: Optional[int] = None,
     if batch is None:
         batch = torch.zeros(n, dtype=torch.long, device=device)
 
+    unknown = sorted(set(values or {}) - set(data.keys()))
+    if unknown:
+        raise ValueError(f"`values` names {unknown}, which `data` does not have")
     out = Batch(_base_cls=data.__class__.__bases__[-1] if is_batch else data.__class__)
     source_slices = getattr(data, "_slice_dict", None) if is_batch else None
     source_incs = getattr(data, "_inc_dict", None) if is_batch else None
-    # to_data_list() needs per-graph bookkeeping for every attribute; it is rebuilt when the
-    # input has it (a Batch made by from_data_list, or a single-graph Data of tensors).
+    # to_data_list() needs per-graph bookkeeping; it is rebuilt when the input has it (a Batch
+    # made by from_data_list) or for a single-graph Data.
     bookkeeping = source_slices is not None or (not is_batch and G == 1)
     slices, incs = {}, {}
     steps = torch.arange(copies)
@@ -100,50 +103,57 @@ def replicate(data, copies: int, num_graphs: Optional[int] = None,
         if not isinstance(value, Tensor):
             per_graph = is_batch and isinstance(value, list) and len(value) == G
             out[key] = value * copies if per_graph else value
-            inc_t, base_inc = None, None
+            if per_graph and bookkeeping and isinstance(source_slices.get(key), Tensor):
+                slices[key] = torch.arange(copies * G + 1)
+                incs[key] = None
+            continue
+        if value.is_sparse or value.layout != torch.strided:
+            raise ValueError(f"`data.{key}`: replicating non-strided (sparse) tensors is not supported")
+        value = value.as_subclass(Tensor)  # PyG's EdgeIndex/Index: plain indices once offset
+        if is_batch and key.endswith("_ptr") and value.dim() == 1 and value.numel() == G + 1:
+            # follow_batch pointers: offsets of a per-graph attribute, rebuilt like `ptr`
+            steps_d = torch.arange(copies, device=value.device, dtype=value.dtype).unsqueeze(1)
+            out[key] = torch.cat([(value[:-1].unsqueeze(0) + steps_d * value[-1]).flatten(), value[-1:] * copies])
+            continue
+        cat_dim = data.__cat_dim__(key, value)
+        # follow_batch vectors (`x_batch`) count graphs: G per copy, even when the last
+        # graphs have no rows of that attribute (PyG's __inc__ would say max + 1)
+        inc = G if is_batch and key.endswith("_batch") else data.__inc__(key, value)
+        if cat_dim is None or value.dim() == 0:
+            if not is_batch:
+                value = value.unsqueeze(0)
+            cat_dim = 0
+        cat_dim = cat_dim % value.dim()
+        if values is not None and key in values:
+            given = values[key]
+            if given.dim() != value.dim() or given.size(cat_dim) != copies * value.size(cat_dim):
+                raise ValueError(f"`values[{key!r}]` has shape {list(given.shape)}, expected {copies} x "
+                                 f"{list(value.shape)} along dimension {cat_dim}")
+            out[key] = given
         else:
-            if value.is_sparse or value.layout != torch.strided:
-                raise ValueError(f"`data.{key}`: replicating non-strided (sparse) tensors is not supported")
-            value = value.as_subclass(Tensor)  # PyG's EdgeIndex/Index: plain indices once offset
-            cat_dim = data.__cat_dim__(key, value)
-            inc = data.__inc__(key, value)
-            if cat_dim is None or value.dim() == 0:
-                if not is_batch:
-                    value = value.unsqueeze(0)
-                cat_dim = 0
-            cat_dim = cat_dim % value.dim()
-            if values is not None and key in values:
-                given = values[key]
-                if given.dim() != value.dim() or given.size(cat_dim) != copies * value.size(cat_dim):
-                    raise ValueError(f"`values[{key!r}]` has shape {list(given.shape)}, expected {copies} x "
-                                     f"{list(value.shape)} along dimension {cat_dim}")
-                out[key] = given
-            else:
-                out[key] = _repeat(value, copies, cat_dim, inc)
-            inc_t = torch.as_tensor(inc).cpu()
-            size = value.size(cat_dim)
+            out[key] = _repeat(value, copies, cat_dim, inc)
         if not bookkeeping:
             continue
+        inc_t = torch.as_tensor(inc).cpu()
         if not is_batch:
-            if inc_t is None:  # collate would have made a list of copies; keep it simple
-                bookkeeping = False
-                continue
-            slices[key] = torch.arange(copies + 1) * size
+            slices[key] = torch.arange(copies + 1) * value.size(cat_dim)
             incs[key] = steps * inc_t
             continue
         s = source_slices.get(key)
-        if not isinstance(s, Tensor):
-            bookkeeping = False
+        if not isinstance(s, Tensor):  # attributes added after batching are not split by to_data_list
             continue
         s = s.cpu()
         slices[key] = torch.cat([(s[:-1].unsqueeze(0) + steps.unsqueeze(1) * s[-1]).flatten(), s[-1:] * copies])
         base_inc = source_incs.get(key) if source_incs is not None else None
-        if isinstance(base_inc, Tensor) and inc_t is not None:
+        if isinstance(base_inc, Tensor):
             base_inc = base_inc.cpu()
             shape = (-1,) + (1,) * base_inc.dim()
             incs[key] = (base_inc.unsqueeze(0) + steps.view(shape) * inc_t).flatten(0, 1)
         else:
             incs[key] = base_inc
+    store_counts = getattr(data._store, "_num_nodes", None)
+    if isinstance(store_counts, list):
+        out._store._num_nodes = store_counts * copies
 
     frame = torch.arange(copies, device=device)
     out.batch = (frame.unsqueeze(1) * G + batch.unsqueeze(0)).flatten()

@@ -25,21 +25,30 @@ the same set of copies: that is what makes frame averaging exactly equivariant.
 
 Degenerate spectra
 ------------------
-If two eigenvalues coincide (a regular polygon or polyhedron, a symmetric-top molecule such
-as NH3 or CH4, a sphere-like cloud) or the points are collinear (:math:`\lambda_2 = \lambda_3
-= 0`), the eigenvectors of the repeated eigenvalue are any orthonormal basis of their
-eigenspace: :func:`torch.linalg.eigh` returns *some* basis, which does not rotate with the
-input. The frame is then still a set of valid orthogonal matrices and the averaged output is
-a finite, well-defined function of the input, but it is **not equivariant** to rotations
-that mix the degenerate eigenvectors; it remains equivariant to the rotations and
-reflections that permute the points among themselves only if the backbone happens to be.
-A planar cloud (:math:`\lambda_3 = 0 < \lambda_2 < \lambda_1`) is *not* degenerate: its
-normal is the third eigenvector. Graphs whose relative gap
-:math:`\min(\lambda_1 - \lambda_2, \lambda_2 - \lambda_3) / \lambda_1` is below ``tol`` are
-flagged in :attr:`Frames.degenerate`. Near (not at) a degeneracy the frame is exactly
-equivariant up to rounding of order :math:`\varepsilon / \text{gap}` but jumps under small
-perturbations, so outputs are sensitive to noise there; gradients with respect to the
-positions (through :func:`torch.linalg.eigh`) grow like :math:`1 / \text{gap}`.
+If a *non-zero* eigenvalue is repeated (a regular polygon or polyhedron, a symmetric-top
+molecule such as NH3 or CH4, a sphere-like cloud), the eigenvectors of that eigenvalue are
+any orthonormal basis of their eigenspace: :func:`torch.linalg.eigh` returns *some* basis,
+which does not rotate with the input. The frame is then still a set of valid orthogonal
+matrices and the averaged output is a finite, well-defined function of the input (the
+average over that basis's sign flips), but it is **not equivariant** to rotations that mix
+the degenerate axes. Such rows are flagged in :attr:`Frames.degenerate`: a relative gap
+:math:`(\lambda_1 - \lambda_2) / \lambda_1` or :math:`(\lambda_2 - \lambda_3) / \lambda_1`
+below ``tol`` with the repeated eigenvalue above ``tol`` :math:`\lambda_1`.
+
+A repeated *zero* eigenvalue, :math:`\lambda_2 \approx \lambda_3 \approx 0` (collinear points,
+linear molecules such as CO2; or all points coincident), is flagged separately in
+:attr:`Frames.collinear`. The positions have no component along the arbitrary axes, so
+every choice gives the same canonical coordinates and the sign average cancels whatever the
+backbone outputs along those axes: the result stays equivariant **as long as the positions
+are the only geometric input**. Other vector inputs (velocities, normals) with components
+off the line are canonicalised by the arbitrary axes, and then the result is not
+equivariant; :class:`~equigraph.models.FrameAveraging` counts such graphs as degenerate.
+
+A planar cloud (:math:`\lambda_3 = 0 < \lambda_2 < \lambda_1`) is neither: its normal is
+the third axis. Near (not at) a degeneracy the frame is exactly equivariant up to rounding
+of order :math:`\varepsilon / \text{gap}`, but jumps under small perturbations, so outputs
+are sensitive to noise there; gradients with respect to the positions (through
+:func:`torch.linalg.eigh`) grow like :math:`1 / \text{gap}`.
 """
 from __future__ import annotations
 
@@ -87,16 +96,18 @@ class DegeneracyCounter:
     num_degenerate: int = 0
     _warned_degenerate: bool = False
 
-    def report_degenerate(self, frames: "Frames", what: str, tol: float) -> int:
-        if frames.degenerate is None:
+    def report_degenerate(self, mask: Optional[Tensor], what: str, tol: float) -> int:
+        """Count the true entries of ``mask`` (rows whose output is not equivariant) and warn
+        the first time there are any."""
+        if mask is None:
             return 0
-        count = int(frames.degenerate.sum())
+        count = int(mask.sum())
         if count:
             self.num_degenerate = self.num_degenerate + count
             if not self._warned_degenerate:
                 self._warned_degenerate = True
                 warnings.warn(
-                    f"{type(self).__name__}: {count} of {frames.degenerate.numel()} {what} have a degenerate PCA "
+                    f"{type(self).__name__}: {count} of {mask.numel()} {what} have a degenerate PCA "
                     f"spectrum (relative eigenvalue gap < {tol:.2g}), so their outputs are not equivariant (see "
                     "equigraph.nn.frames.pca, 'Degenerate spectra'); warned once, num_degenerate counts them all",
                     DegenerateFrameWarning, stacklevel=3)
@@ -112,13 +123,17 @@ class Frames(NamedTuple):
         translations (Tensor, optional): ``[M, 3]`` shared translation :math:`\mathbf{t}`
             of the row's elements, :obj:`None` for groups without translations.
         eigenvalues (Tensor, optional): ``[M, 3]`` descending covariance eigenvalues.
-        degenerate (Tensor, optional): ``[M]`` bool, relative eigenvalue gap below ``tol``.
+        degenerate (Tensor, optional): ``[M]`` bool, a non-zero eigenvalue repeated (relative
+            gap below ``tol``): outputs are not equivariant.
+        collinear (Tensor, optional): ``[M]`` bool, :math:`\lambda_2 \approx 0` (collinear or
+            coincident points): equivariant when the positions are the only geometric input.
     """
 
     rotations: Tensor
     translations: Optional[Tensor] = None
     eigenvalues: Optional[Tensor] = None
     degenerate: Optional[Tensor] = None
+    collinear: Optional[Tensor] = None
 
     @property
     def size(self) -> int:
@@ -173,7 +188,7 @@ def frame_signs(group: str, dtype: torch.dtype = torch.float32, device=None) -> 
 
 
 def default_tol(dtype: torch.dtype) -> float:
-    r"""Default relative eigenvalue gap below which a spectrum counts as degenerate:
+    r"""Default relative eigenvalue gap below which eigenvalues count as repeated:
     :math:`\sqrt{\varepsilon}` of ``dtype`` (3.5e-4 for float32, 1.5e-8 for float64), where
     the rounding error of the eigenvectors, about :math:`\varepsilon / \text{gap}`, reaches
     :math:`\sqrt{\varepsilon}`.
@@ -194,9 +209,9 @@ def check_tol(tol: Optional[float], dtype: torch.dtype) -> float:
     return float(tol)
 
 
-def _frames_from_covariance(cov: Tensor, group: str, tol: float) -> Tuple[Tensor, Tensor, Tensor]:
-    """Rotations ``[M, F, 3, 3]``, descending eigenvalues ``[M, 3]`` and the degenerate mask
-    from covariances ``[M, 3, 3]``."""
+def _frames_from_covariance(cov: Tensor, group: str, tol: float) -> Tuple[Tensor, Tensor, Tensor, Tensor]:
+    """Rotations ``[M, F, 3, 3]``, descending eigenvalues ``[M, 3]`` and the degenerate and
+    collinear masks from covariances ``[M, 3, 3]``."""
     evals, evecs = torch.linalg.eigh(cov)
     evals, evecs = evals.flip(-1), evecs.flip(-1)
     signs = frame_signs(group, dtype=cov.dtype, device=cov.device)
@@ -209,10 +224,10 @@ def _frames_from_covariance(cov: Tensor, group: str, tol: float) -> Tuple[Tensor
         last = torch.stack([torch.ones_like(det), torch.ones_like(det), det], dim=-1)
         rotations = evecs.unsqueeze(1) * (signs[None] * last[:, None])[:, :, None, :]
     lam = evals.detach().clamp(min=0)
-    gap = torch.minimum(lam[:, 0] - lam[:, 1], lam[:, 1] - lam[:, 2])
-    scale = lam[:, 0]
-    degenerate = ~(gap > tol * scale)  # also true for scale == 0 (coincident points)
-    return rotations, evals, degenerate
+    small = tol * lam[:, 0]
+    collinear = lam[:, 1] <= small  # also all-coincident points (lam_1 = 0)
+    degenerate = ~collinear & ((lam[:, 0] - lam[:, 1] <= small) | (lam[:, 1] - lam[:, 2] <= small))
+    return rotations, evals, degenerate, collinear
 
 
 def pca_frames(
@@ -241,7 +256,8 @@ def pca_frames(
     Shapes:
         - **input:** pos :math:`(N, 3)`, batch :math:`(N)`
         - **output:** :class:`Frames` with rotations :math:`(G, F, 3, 3)`, translations
-          :math:`(G, 3)` (or :obj:`None`), eigenvalues :math:`(G, 3)`, degenerate :math:`(G)`
+          :math:`(G, 3)` (or :obj:`None`), eigenvalues :math:`(G, 3)`, degenerate and
+          collinear :math:`(G)`
 
     Raises:
         ValueError: for positions that are not a finite ``[N, 3]`` float tensor, a graph
@@ -283,8 +299,8 @@ def pca_frames(
     else:
         centre, x = None, pos
     cov = scatter(x.unsqueeze(-1) * x.unsqueeze(-2), batch, dim=0, dim_size=num_graphs, reduce="sum")
-    rotations, evals, degenerate = _frames_from_covariance(cov, group, tol)
-    return Frames(rotations, centre, evals, degenerate)
+    rotations, evals, degenerate, collinear = _frames_from_covariance(cov, group, tol)
+    return Frames(rotations, centre, evals, degenerate, collinear)
 
 
 def local_pca_frames(
@@ -309,7 +325,7 @@ def local_pca_frames(
         - **input:** pos :math:`(N, 3)`, neighbours :math:`(N, k)`, :math:`k \ge 3`
         - **output:** :class:`Frames` with rotations :math:`(N, F, 3, 3)`, translations
           :math:`(N, 3)` (local centroids, or :obj:`None`), eigenvalues :math:`(N, 3)`,
-          degenerate :math:`(N)`
+          degenerate and collinear :math:`(N)`
 
     Example:
         >>> pos = torch.tensor([[0.0, 0, 0], [3, 0, 0], [0, 2, 0], [0, 0, 1]])
@@ -334,5 +350,5 @@ def local_pca_frames(
     else:
         centre, x = None, patch
     cov = x.transpose(1, 2) @ x
-    rotations, evals, degenerate = _frames_from_covariance(cov, group, tol)
-    return Frames(rotations, centre, evals, degenerate)
+    rotations, evals, degenerate, collinear = _frames_from_covariance(cov, group, tol)
+    return Frames(rotations, centre, evals, degenerate, collinear)

@@ -16,6 +16,7 @@ type           :math:`g \cdot x`                :math:`g^{-1} \cdot x`
 "pseudovector" ``det(R) x @ R.T``               ``det(R) x @ R``
 "point"        ``x @ R.T + t``                  ``(x - t) @ R``
 "cell"         ``x @ R.T`` (rows are vectors)   ``x @ R``
+"tensor"       ``R @ x @ R.T`` (last two dims)  ``R.T @ x @ R``
 Irreps         ``x @ D(R).T``                   ``x @ D(R)``
 ============== ================================ ====================================
 """
@@ -37,8 +38,13 @@ VECTOR_TYPES = ("vector", "pseudovector", "point", "cell")
 
 def check_value_shape(value: Tensor, type_: TypeSpec, name: str, what: str = "output") -> None:
     """``ValueError`` (one line, naming ``name``) unless ``value``'s last dimension fits
-    ``type_`` (3 for vector-like types, ``irreps.dim`` for irreps)."""
-    if type_ in VECTOR_TYPES:
+    ``type_`` (3 for vector-like types, 3 x 3 for cells and tensors, ``irreps.dim`` for
+    irreps)."""
+    if type_ == "tensor":
+        if value.dim() < 3 or value.shape[-2:] != (3, 3):
+            raise ValueError(f"{what} {name!r} is declared 'tensor' but has shape {list(value.shape)}; "
+                             "a tensor must be [*, 3, 3]")
+    elif type_ in VECTOR_TYPES:
         if value.dim() < 2 or value.size(-1) != 3 or (type_ == "cell" and value.size(-2) != 3):
             need = "[*, 3, 3]" if type_ == "cell" else "[*, 3]"
             raise ValueError(f"{what} {name!r} is declared {type_!r} but has shape {list(value.shape)}; "
@@ -135,6 +141,12 @@ def frame_transform(
                 block = block * det.view(*det.shape, *([1] * (block.dim() - 2)))
             blocks.append(block.reshape(shape))
         return torch.cat(blocks, dim=-1) if blocks else value
+    if type_ == "tensor":
+        M, F = value.shape[:2]
+        T = value.reshape(M, F, -1, 3, 3)
+        Rb = R.unsqueeze(2)
+        out = Rb.transpose(-1, -2) @ T @ Rb if inverse else Rb @ T @ Rb.transpose(-1, -2)
+        return out.reshape(value.shape)
     if type_ == "point" and translations is not None:
         t = translations.to(value.dtype).view(R.size(0), 1, *([1] * (extra - 1)), 3)
         if inverse:

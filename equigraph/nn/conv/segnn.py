@@ -1,0 +1,251 @@
+"""The steerable E(3)-equivariant message-passing layer of SEGNN (Brandstetter et al., 2022)."""
+from __future__ import annotations
+
+from typing import List, Optional, Tuple
+
+import torch
+from e3nn import o3
+from torch import Tensor
+from torch_geometric.nn import MessagePassing
+from torch_geometric.utils import scatter
+
+from ..steerable.irreps import as_irreps
+from ..steerable.norm import BatchNorm, InstanceNorm
+from ..steerable.tensor_product import O3TensorProduct, O3TensorProductGate, SplitTensorProduct
+
+_NORMS = (None, "instance", "batch")
+
+
+class SEGNNConv(MessagePassing):
+    r"""The steerable E(3)-equivariant message-passing layer from the `"Geometric and
+    Physical Quantities Improve E(3) Equivariant Message Passing"
+    <https://arxiv.org/abs/2110.02905>`_ paper (Brandstetter, Hesselink, van der Pol,
+    Bekkers, Welling; ICLR 2022):
+
+    .. math::
+        \mathbf{m}_{ij} &= \phi_m\left(\mathbf{h}_i \oplus \mathbf{h}_j \oplus
+            \mathbf{e}_{ij};\ \mathbf{a}_{ij}\right)
+            = \mathrm{Gate}\Big(\mathrm{TP}_{m,2}\big(\mathrm{Gate}(\mathrm{TP}_{m,1}(
+            \mathbf{h}_i \oplus \mathbf{h}_j \oplus \mathbf{e}_{ij},
+            \mathbf{a}_{ij})),\ \mathbf{a}_{ij}\big)\Big)
+
+        \mathbf{m}_i &= \sum_{j \in \mathcal{N}(i)} \mathbf{m}_{ij}
+
+        \mathbf{h}_i' &= \mathbf{h}_i + \phi_f(\mathbf{h}_i \oplus \mathbf{m}_i;\ \mathbf{a}_i)
+            = \mathbf{h}_i + \mathrm{TP}_{f,2}\big(\mathrm{Gate}(\mathrm{TP}_{f,1}(
+            \mathbf{h}_i \oplus \mathbf{m}_i, \mathbf{a}_i)),\ \mathbf{a}_i\big)
+
+    where every :math:`\mathrm{TP}` is an :class:`~equigraph.nn.steerable.O3TensorProduct`
+    conditioned on the steerable edge attributes :math:`\mathbf{a}_{ij}` (spherical
+    harmonics of :math:`\mathbf{r}_{ij}`) or node attributes :math:`\mathbf{a}_i` (their
+    mean over :math:`\mathcal{N}(i)`), see :class:`~equigraph.nn.steerable.SteerableAttributes`;
+    :math:`\mathbf{e}_{ij}` are the additional message features (SEGNN passes
+    :math:`\|\mathbf{r}_{ij}\|^2`, plus e.g. charge products: ``"1x0e"``, ``"2x0e"``). The
+    residual :math:`\mathbf{h}_i +` needs ``irreps_out == irreps_in``
+    (``residual=True``). With ``norm="instance"`` (per graph, SEGNN's QM9 setting) the
+    output is normalized by :class:`~equigraph.nn.steerable.InstanceNorm`; with
+    ``norm="batch"`` both the messages and the output by
+    :class:`~equigraph.nn.steerable.BatchNorm`, as in SEGNN. A node without neighbours
+    gets :math:`\mathbf{m}_i = \mathbf{0}`.
+
+    :meth:`message` computes :math:`\mathbf{m}_{ij}` from ``x_i`` and ``x_j``; with
+    attributes of multiplicity 1 (spherical harmonics) the first tensor product runs as a
+    :class:`~equigraph.nn.steerable.SplitTensorProduct`: its weights mix
+    :math:`\mathbf{h}_i` and :math:`\mathbf{h}_j` once per node in :meth:`forward`, and
+    ``x_i`` / ``x_j`` are these mixed features, so that :meth:`message` only sums them and
+    contracts with :math:`\mathbf{a}_{ij}` (the same function, fewer matrix rows).
+    Parameter names follow SEGNN's ``SEGNNLayer`` (``message_layer_1``, ...).
+
+    Args:
+        irreps_in (irreps): irreps of :math:`\mathbf{h}`.
+        irreps_hidden (irreps): irreps of the messages and hidden features (scalars
+            first, sorted, e.g. :func:`~equigraph.nn.steerable.WeightBalancedIrreps`).
+        irreps_out (irreps): irreps of :math:`\mathbf{h}'`.
+        irreps_edge_attr (irreps): irreps of :math:`\mathbf{a}_{ij}`.
+        irreps_node_attr (irreps): irreps of :math:`\mathbf{a}_i`.
+        additional_message_irreps (irreps, optional): irreps of :math:`\mathbf{e}_{ij}`;
+            :obj:`None` for none. (default: :obj:`None`)
+        norm (str, optional): :obj:`None`, ``"instance"`` or ``"batch"``.
+            (default: :obj:`None`)
+        residual (bool, optional): add :math:`\mathbf{h}_i`. (default: :obj:`True`)
+        **kwargs (optional): Additional arguments of
+            :class:`torch_geometric.nn.conv.MessagePassing` (aggregation fixed to ``"add"``).
+
+    Shapes:
+        - **input:**
+          node features :math:`(|\mathcal{V}|, \text{irreps\_in.dim})`,
+          edge indices :math:`(2, |\mathcal{E}|)` (``[0]`` neighbour :math:`j`, ``[1]``
+          centre :math:`i`),
+          edge attributes :math:`(|\mathcal{E}|, \text{irreps\_edge\_attr.dim})`,
+          node attributes :math:`(|\mathcal{V}|, \text{irreps\_node\_attr.dim})`,
+          additional message features :math:`(|\mathcal{E}|, \text{dim})` *(optional)*,
+          batch vector :math:`(|\mathcal{V}|)` *(optional, for* ``norm="instance"`` *)*
+        - **output:** node features :math:`(|\mathcal{V}|, \text{irreps\_out.dim})`
+
+    Example:
+        >>> import torch
+        >>> from equigraph.nn import edge_vec
+        >>> from equigraph.nn.steerable import SteerableAttributes
+        >>> attrs = SteerableAttributes(lmax=1)
+        >>> conv = SEGNNConv("4x0e+2x1o", "8x0e+4x1o", "4x0e+2x1o", attrs.irreps_out, attrs.irreps_out,
+        ...                  additional_message_irreps="1x0e")
+        >>> pos, h = torch.randn(4, 3), torch.randn(4, 10)
+        >>> edge_index = torch.tensor([[0, 1, 2, 3], [1, 0, 3, 2]])
+        >>> vec = edge_vec(pos, edge_index)
+        >>> edge_attr, node_attr = attrs(vec, edge_index, num_nodes=4)
+        >>> conv(h, edge_index, edge_attr, node_attr, vec.square().sum(-1, keepdim=True)).shape
+        torch.Size([4, 10])
+    """
+
+    def __init__(
+        self,
+        irreps_in,
+        irreps_hidden,
+        irreps_out,
+        irreps_edge_attr,
+        irreps_node_attr,
+        additional_message_irreps=None,
+        norm: Optional[str] = None,
+        residual: bool = True,
+        **kwargs,
+    ):
+        if kwargs.get("aggr", "add") not in ("add", "sum"):
+            raise ValueError(f"aggr: SEGNNConv sums messages over neighbours, got {kwargs['aggr']!r}")
+        kwargs["aggr"] = "add"
+        if kwargs.get("flow", "source_to_target") != "source_to_target":
+            raise ValueError("flow: SEGNNConv follows edge_index[0] = neighbour, edge_index[1] = centre "
+                             f"('source_to_target'), got {kwargs['flow']!r}")
+        super().__init__(**kwargs)
+        self.irreps_in = as_irreps(irreps_in, "irreps_in")
+        self.irreps_hidden = as_irreps(irreps_hidden, "irreps_hidden")
+        self.irreps_out = as_irreps(irreps_out, "irreps_out")
+        self.irreps_edge_attr = as_irreps(irreps_edge_attr, "irreps_edge_attr")
+        self.irreps_node_attr = as_irreps(irreps_node_attr, "irreps_node_attr")
+        self.additional_message_irreps = (o3.Irreps("") if additional_message_irreps is None else
+                                          as_irreps(additional_message_irreps, "additional_message_irreps"))
+        for name in ("irreps_in", "irreps_hidden", "irreps_out", "irreps_edge_attr", "irreps_node_attr"):
+            if getattr(self, name).dim == 0:
+                raise ValueError(f"{name} is empty")
+        if norm not in _NORMS:
+            raise ValueError(f"norm must be one of {_NORMS}, got {norm!r}")
+        if residual and self.irreps_out != self.irreps_in:
+            raise ValueError(f"residual=True needs irreps_out == irreps_in, got {self.irreps_out} != {self.irreps_in}")
+        self.norm, self.residual = norm, bool(residual)
+
+        # SEGNN's layout: the message input is (h_i, h_j, e_ij), the update input (h_i, m_i),
+        # each simplified, so that weights map one to one.
+        message_in = (self.irreps_in + self.irreps_in + self.additional_message_irreps).simplify()
+        update_in = (self.irreps_in + self.irreps_hidden).simplify()
+        self.message_layer_1 = O3TensorProductGate(message_in, self.irreps_hidden, self.irreps_edge_attr)
+        self.message_layer_2 = O3TensorProductGate(self.irreps_hidden, self.irreps_hidden, self.irreps_edge_attr)
+        self.update_layer_1 = O3TensorProductGate(update_in, self.irreps_hidden, self.irreps_node_attr)
+        self.update_layer_2 = O3TensorProduct(self.irreps_hidden, self.irreps_out, self.irreps_node_attr)
+        self.feature_norm = self.message_norm = None
+        if norm == "instance":
+            self.feature_norm = InstanceNorm(self.irreps_out)
+        elif norm == "batch":
+            self.feature_norm = BatchNorm(self.irreps_out)
+            self.message_norm = BatchNorm(self.irreps_hidden)
+        self._split: Optional[SplitTensorProduct] = None
+        if all(mul == 1 for mul, _ in self.irreps_edge_attr):
+            self._split = SplitTensorProduct(self.message_layer_1.tp,
+                                             [self.irreps_in, self.irreps_in, self.additional_message_irreps])
+        self.reset_parameters()
+
+    def reset_parameters(self):
+        super().reset_parameters()
+        for layer in (self.message_layer_1, self.message_layer_2, self.update_layer_1, self.update_layer_2,
+                      self.feature_norm, self.message_norm):
+            if layer is not None:
+                layer.reset_parameters()
+
+    def forward(
+        self,
+        x: Tensor,
+        edge_index: Tensor,
+        edge_attr: Tensor,
+        node_attr: Tensor,
+        additional_message_features: Optional[Tensor] = None,
+        batch: Optional[Tensor] = None,
+    ) -> Tensor:
+        self._check_inputs(x, edge_index, edge_attr, node_attr, additional_message_features, batch)
+        num_nodes = x.size(0)
+        if self._split is not None:
+            # Node-level part of phi_m's first tensor product (see the class docstring):
+            # x_i and x_j of message() are h mixed with the centre and neighbour weights.
+            centre, neighbour = self._split.mix(x, parts=[0, 1])
+            msg = self.propagate(edge_index, x=(neighbour, centre), edge_attr=edge_attr,
+                                 extra=additional_message_features, size=(num_nodes, num_nodes))
+        else:
+            msg = self.propagate(edge_index, x=x, edge_attr=edge_attr, extra=additional_message_features,
+                                 size=(num_nodes, num_nodes))
+        out = self.update_layer_1(torch.cat([x, msg], dim=-1), node_attr)
+        out = self.update_layer_2(out, node_attr)
+        if self.residual:
+            out = x + out
+        if self.norm == "instance":
+            out = self.feature_norm(out, batch)
+        elif self.norm == "batch":
+            out = self.feature_norm(out)
+        return out
+
+    def message(self, x_i: Tensor, x_j: Tensor, edge_attr: Tensor, extra: Optional[Tensor]) -> Tensor:
+        layer = self.message_layer_1
+        if self._split is not None:
+            mixed: List[Tuple[Tensor, int]] = [(x_i + x_j, 0)]
+            if extra is not None and extra.size(-1):
+                mixed.append((self._split.mix(extra, parts=[2])[0], 2))
+            m = layer.gate(layer.tp.add_bias(self._split.contract(mixed, edge_attr)))
+        else:
+            parts = [x_i, x_j] + ([extra] if extra is not None else [])
+            m = layer(torch.cat(parts, dim=-1), edge_attr)
+        m = self.message_layer_2(m, edge_attr)
+        if self.message_norm is not None:
+            m = self.message_norm(m)
+        return m
+
+    def aggregate(self, inputs: Tensor, index: Tensor, ptr: Optional[Tensor] = None,
+                  dim_size: Optional[int] = None) -> Tensor:
+        return scatter(inputs, index, dim=0, dim_size=dim_size, reduce="sum")
+
+    def _check_inputs(self, x, edge_index, edge_attr, node_attr, extra, batch):
+        if not isinstance(x, Tensor) or x.dim() != 2 or x.size(-1) != self.irreps_in.dim:
+            raise ValueError(f"x must have shape [N, {self.irreps_in.dim}] (irreps_in {self.irreps_in}), "
+                             f"got {list(getattr(x, 'shape', []))}")
+        n = x.size(0)
+        if n == 0:
+            raise ValueError("x is empty: the graph has no nodes")
+        if not isinstance(edge_index, Tensor) or edge_index.dim() != 2 or edge_index.size(0) != 2 \
+                or edge_index.dtype not in (torch.long, torch.int32):
+            raise ValueError(f"edge_index must be an integer tensor of shape [2, E], got "
+                             f"{list(getattr(edge_index, 'shape', []))}")
+        e = edge_index.size(1)
+        if e and not torch.compiler.is_compiling():
+            lo, hi = int(edge_index.min()), int(edge_index.max())
+            if lo < 0 or hi >= n:
+                raise ValueError(f"edge_index refers to node {lo if lo < 0 else hi}, but x has {n} nodes")
+        if not isinstance(edge_attr, Tensor) or edge_attr.shape != (e, self.irreps_edge_attr.dim):
+            raise ValueError(f"edge_attr must have shape [E={e}, {self.irreps_edge_attr.dim}] (irreps_edge_attr "
+                             f"{self.irreps_edge_attr}), got {list(getattr(edge_attr, 'shape', []))}")
+        if not isinstance(node_attr, Tensor) or node_attr.shape != (n, self.irreps_node_attr.dim):
+            raise ValueError(f"node_attr must have shape [N={n}, {self.irreps_node_attr.dim}] (irreps_node_attr "
+                             f"{self.irreps_node_attr}), got {list(getattr(node_attr, 'shape', []))}")
+        dim = self.additional_message_irreps.dim
+        if dim:
+            if extra is None:
+                raise ValueError("additional_message_features is missing: this SEGNNConv was built with "
+                                 f"additional_message_irreps={self.additional_message_irreps}")
+            if extra.shape != (e, dim):
+                raise ValueError(f"additional_message_features must have shape [E={e}, {dim}] "
+                                 f"({self.additional_message_irreps}), got {list(extra.shape)}")
+        elif extra is not None:
+            raise ValueError("additional_message_features was given but this SEGNNConv was built without "
+                             "additional_message_irreps")
+        if batch is not None and batch.shape != (n,):
+            raise ValueError(f"batch must have shape [N={n}], got {list(batch.shape)}")
+
+    def __repr__(self) -> str:
+        extra = f", additional_message_irreps={self.additional_message_irreps}" if self.additional_message_irreps else ""
+        norm = f", norm={self.norm!r}" if self.norm else ""
+        return (f"{self.__class__.__name__}({self.irreps_in} -> {self.irreps_out}, hidden={self.irreps_hidden}, "
+                f"edge_attr={self.irreps_edge_attr}, node_attr={self.irreps_node_attr}{extra}{norm})")
