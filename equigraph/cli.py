@@ -82,7 +82,7 @@ def _cmd_train(args) -> int:
         config = None
     result = fit(config, overrides, resume=args.resume)
     for name, m in result.metrics.items():
-        print(f"target {name}: test MAE {m['test_mae']:.4g} {m['unit']}")
+        print(f"target {name}: test {m['metric'].upper()} {m['test_' + m['metric']]:.4g} {m['unit']}")
     print(f"mean predictor ({result.target}): {result.baseline_mae:.4g} {result.unit}")
     print(f"{result.epochs} epochs, {result.seconds_per_epoch:.3g} s/epoch, "
           f"{result.graphs_per_second:.4g} graphs/s on {result.num_train} training graphs")
@@ -98,8 +98,9 @@ def _cmd_evaluate(args) -> int:
 
     res = evaluate(args.model, split=args.split, overrides=args.overrides)
     for name, t in res["targets"].items():
-        base = f" (mean predictor {t['baseline_mae']:.4g} {t['unit']})" if t["baseline_mae"] is not None else ""
-        print(f"{res['split']} MAE of {name} ({res['count']} graphs): {t['mae']:.4g} {t['unit']}{base}")
+        metric = t["metric"]
+        base = f" (mean predictor {t['baseline']:.4g} {t['unit']})" if t["baseline"] is not None else ""
+        print(f"{res['split']} {metric.upper()} of {name} ({res['count']} graphs): {t[metric]:.4g} {t['unit']}{base}")
     return 0
 
 

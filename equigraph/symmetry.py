@@ -25,6 +25,7 @@ leaves every periodic quantity unchanged (:func:`lattice_translate`).
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any, Optional, Sequence, Union
 
 import torch
@@ -43,6 +44,8 @@ __all__ = [
     "random_o3",
     "lattice_translate",
     "as_generator",
+    "LEVELS",
+    "Output",
 ]
 
 #: Named equivariance types (besides ``e3nn.o3.Irreps``).
@@ -249,3 +252,29 @@ def lattice_translate(pos: Tensor, cell: Tensor, atom: Union[int, Sequence[int],
     out = pos.clone()
     out[atoms] = out[atoms] + n @ cell[graph].to(pos.dtype)
     return out
+
+
+#: Row layout of an output: one row per graph, per node or per edge of the batch.
+LEVELS = ("graph", "node", "edge")
+
+
+@dataclass(frozen=True)
+class Output:
+    """Declaration of one model output.
+
+    Args:
+        type (str or Irreps): equivariance type, one of :data:`equigraph.symmetry.TYPES`
+            or e3nn irreps. (default: :obj:`"scalar"`)
+        level (str): ``"graph"``, ``"node"`` or ``"edge"``. (default: :obj:`"graph"`)
+
+    >>> Output("vector", "node")
+    Output(type='vector', level='node')
+    """
+
+    type: TypeSpec = "scalar"
+    level: str = "graph"
+
+    def __post_init__(self):
+        object.__setattr__(self, "type", parse_type(self.type, "Output.type"))
+        if self.level not in LEVELS:
+            raise ValueError(f"Output.level must be one of {LEVELS}, got {self.level!r}")

@@ -169,19 +169,26 @@ def emt(root: Optional[str] = None, num_structures: int = 1000, elements: Union[
 
 @register_dataset("nbody")
 def nbody(root: Optional[str] = None, max_train: Optional[int] = 3000, max_val: Optional[int] = None,
-          max_test: Optional[int] = None, squared_distance: bool = True) -> DataSplits:
+          max_test: Optional[int] = None, squared_distance: bool = True, files: Optional[str] = None) -> DataSplits:
     """The charged 5-body benchmark (:class:`equigraph.datasets.NBody`): positions 1,000
     steps ahead as ``target_pos``, compared with the model's ``pos``. With
     ``squared_distance`` the input squared distance is appended to ``edge_attr`` (the
-    reference code's ``in_edge_nf=2``)."""
+    reference code's ``in_edge_nf=2``), once, when the splits are built. ``files``: a folder
+    with the published ``.npy`` files instead of the generated trajectories."""
     from equigraph.datasets.nbody import NBody
 
-    transform = _append_squared_distance if squared_distance else None
-    parts = {s: NBody(root, split=s, transform=transform) for s in ("train", "valid", "test")}
+    parts = {s: NBody(root, split=s, files=files) for s in ("train", "valid", "test")}
+    limits = {"train": max_train, "valid": max_val, "test": max_test}
+    names = {"train": "max_train", "valid": "max_val", "test": "max_test"}
+    graphs = {}
+    for split, ds in parts.items():
+        ds = _first(ds, limits[split], names[split])
+        # 5-node graphs: a list of ready graphs costs nothing and spares a transform per access.
+        graphs[split] = [_append_squared_distance(d) if squared_distance else d for d in ds]
     return DataSplits(
-        train=_first(parts["train"], max_train, "max_train"),
-        val=_first(parts["valid"], max_val, "max_val"),
-        test=_first(parts["test"], max_test, "max_test"),
+        train=graphs["train"],
+        val=graphs["valid"],
+        test=graphs["test"],
         targets={"pos": TargetInfo(K.TARGET_POS, "node", "", output=K.POS)},
     )
 

@@ -118,15 +118,19 @@ def cell_list_pairs(posw: Tensor, frac: Tensor, batch: Tensor, sizes: Tensor, ba
         tbin = torch.where(valid, tbin, torch.zeros_like(tbin))
         cnt = torch.where(valid, bin_count.index_select(0, tbin) if total_bins else torch.zeros_like(tbin),
                           torch.zeros_like(tbin))
-        # anchor = pos_i - shift @ basis, so that vec = pos_j - anchor; the image in float64
-        # (then rounded once): a float32 matmul may run in TF32 on GPU, far outside the
-        # margin of the cutoff rule
-        if num_graphs == 1:
-            image = shift.to(basis.dtype) @ basis[0]
-        else:
-            image = torch.bmm(shift.to(basis.dtype).unsqueeze(1), basis.index_select(0, g)).squeeze(1)
-        anchor = posw.index_select(0, c) - image.to(posw.dtype)
+        # anchor = pos_i - shift @ basis, so that vec = pos_j - anchor. Only the rows that
+        # wrap need an image, formed in float64 (then rounded once): a float32 matmul may
+        # run in TF32 on GPU, far outside the margin of the cutoff rule
+        anchor = posw.index_select(0, c)
         shift_nonzero = (shift != 0).any(dim=1)
+        moved = shift_nonzero.nonzero().squeeze(1)
+        if moved.numel():
+            sm = shift.index_select(0, moved).to(basis.dtype)
+            if num_graphs == 1:
+                image = sm @ basis[0]
+            else:
+                image = torch.bmm(sm.unsqueeze(1), basis.index_select(0, g.index_select(0, moved))).squeeze(1)
+            anchor.index_copy_(0, moved, anchor.index_select(0, moved) - image.to(posw.dtype))
         for p, q in centre_chunks(cnt, PAIR_CHUNK):
             cc = cnt[p:q]
             n_pairs = int(cc.sum())

@@ -144,7 +144,7 @@ class CutoffRule:
         return reference_sq_dist(self.pos64, centre, neighbour, s, self.basis, self.batch)
 
     def decide(self, centre: Tensor, neighbour: Tensor, shift: Optional[Tensor], dist2: Tensor,
-               base: int = 0) -> Tensor:
+               base: int = 0, squared: bool = True) -> Tensor:
         """Which candidates are edges: a bool mask over them.
 
         Args:
@@ -153,17 +153,20 @@ class CutoffRule:
             shift (Tensor, optional): ``[E, 3]`` shifts between wrapped positions.
             dist2 (Tensor): ``[E]`` the backend's own squared distances.
             base (int, optional): index offset. (default: ``0``)
+            squared (bool, optional): ``False`` if ``dist2`` holds plain distances (vesin's
+                output, spared a pass squaring it). (default: ``True``)
 
         Raises:
             CoincidentEdge: for the first edge, in candidate order, between distinct nodes
                 (or a node and an image) closer than ``min_distance`` by the formula.
         """
-        keep = dist2 < self.lo2
+        lo, near_at = (self.lo2, self.near2) if squared else (math.sqrt(self.lo2), math.sqrt(self.near2))
+        keep = dist2 < lo
         doubt = (~keep).nonzero().squeeze(1)
         if doubt.numel():
             keep[doubt] = self._sq_dist_at(doubt, centre, neighbour, shift, base) < self.r2
         if self.min2 > 0:
-            near = (dist2 < self.near2).nonzero().squeeze(1)
+            near = (dist2 < near_at).nonzero().squeeze(1)
             if near.numel():
                 d2 = self._sq_dist_at(near, centre, neighbour, shift, base)
                 c = centre.index_select(0, near).long()

@@ -43,9 +43,8 @@ def _compute(nl, xyz, box, periodic, rule: CutoffRule, first: int):
         s = None
     if not d.size:
         return i, j, s, None
-    np.multiply(d, d, out=d)  # vesin's buffer, ours until the next compute
     keep = rule.decide(torch.from_numpy(i.view(np.int64)), torch.from_numpy(j.view(np.int64)),
-                       None if s is None else torch.from_numpy(s), torch.from_numpy(d), first).numpy()
+                       None if s is None else torch.from_numpy(s), torch.from_numpy(d), first, squared=False).numpy()
     return i, j, s, (None if keep.all() else keep)
 
 

@@ -8,10 +8,11 @@ from .readout import Readout
 from .egnn import EGNN
 from .force_field import ForceField
 from .io import load, save
+from .frame_averaging import FrameAveraging, GroupAveraging
 
 __all__ = [
     "EquigraphModel", "Output", "Graph", "declared_outputs", "resolve_interaction_graph",
-    "EGNN", "ForceField", "Readout",
+    "EGNN", "ForceField", "Readout", "FrameAveraging", "GroupAveraging",
     "MODELS", "register_model", "build_model", "available_models",
     "save", "load",
 ]

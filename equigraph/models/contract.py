@@ -14,7 +14,6 @@ A model validates its inputs once per forward with the public checks of
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Dict, NamedTuple, Optional
 
 import torch
@@ -22,35 +21,9 @@ from torch import Tensor
 
 from equigraph.data import keys as K
 from equigraph.graph import RadiusInteractionGraph
-from equigraph.symmetry import TypeSpec, parse_type
+from equigraph.symmetry import LEVELS, Output
 
 __all__ = ["Output", "Graph", "EquigraphModel", "LEVELS", "resolve_interaction_graph", "declared_outputs"]
-
-#: Row layout of an output: one row per graph, per node or per edge of the batch.
-LEVELS = ("graph", "node", "edge")
-
-
-@dataclass(frozen=True)
-class Output:
-    """Declaration of one model output.
-
-    Args:
-        type (str or Irreps): equivariance type, one of :data:`equigraph.symmetry.TYPES`
-            or e3nn irreps. (default: :obj:`"scalar"`)
-        level (str): ``"graph"``, ``"node"`` or ``"edge"``. (default: :obj:`"graph"`)
-
-    >>> Output("vector", "node")
-    Output(type='vector', level='node')
-    """
-
-    type: TypeSpec = "scalar"
-    level: str = "graph"
-
-    def __post_init__(self):
-        object.__setattr__(self, "type", parse_type(self.type, "Output.type"))
-        if self.level not in LEVELS:
-            raise ValueError(f"Output.level must be one of {LEVELS}, got {self.level!r}")
-
 
 class Graph(NamedTuple):
     """The graph a model runs on: ``edge_index`` ``[2, E]``, and for periodic data the

@@ -122,12 +122,13 @@ class ForceField(EquigraphModel):
             if self.compute_stress:
                 cell = cell.reshape(-1, 3, 3)
                 volume = torch.linalg.det(cell.detach()).abs().reshape(-1, 1, 1)
-                pbc = getattr(data, K.PBC, None)
-                periodic = volume.reshape(-1) > 1e-8 if pbc is None else (volume.reshape(-1) > 1e-8) & pbc.reshape(-1, 3).any(-1)
-                if not bool(periodic.all()):
-                    bad = int((~periodic).nonzero()[0])
-                    raise ValueError(f"graph {bad} has no periodic cell (no pbc, or zero volume): stress is defined "
-                                     "for periodic structures only (build the ForceField with stress=False)")
+                # The stress is (1/V) dE/de: it needs a cell with a volume (a molecule in a box
+                # has one; a zero cell, as from_ase gives a molecule, has none).
+                has_volume = volume.reshape(-1) > 1e-8
+                if not bool(has_volume.all()):
+                    bad = int((~has_volume).nonzero()[0])
+                    raise ValueError(f"graph {bad} has a cell of zero volume: stress is (1/V) dE/dstrain and needs a "
+                                     "cell (build the ForceField with stress=False for molecules)")
                 batch = getattr(data, K.BATCH, None)
                 if batch is None:
                     batch = torch.zeros(pos.size(0), dtype=torch.long, device=pos.device)

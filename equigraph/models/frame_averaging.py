@@ -340,7 +340,7 @@ class GroupAveraging(_Averaging):
         return self.rotations.size(0)
 
     def frames(self, data, pos: Tensor, batch: Optional[Tensor], num_graphs: int) -> Frames:
-        rotations = self.rotations.to(pos.dtype).unsqueeze(0).expand(num_graphs, -1, -1, -1)
+        rotations = self.rotations.to(device=pos.device, dtype=pos.dtype).unsqueeze(0).expand(num_graphs, -1, -1, -1)
         centre = None
         if self.center:
             if batch is None:

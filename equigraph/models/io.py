@@ -87,7 +87,9 @@ def load(path: Union[str, os.PathLike], map_location: Union[str, torch.device] =
         raise ValueError(f"model file {str(path)!r} does not exist")
     try:
         record = torch.load(path, map_location=map_location, weights_only=True)
-    except (pickle.UnpicklingError, RuntimeError, EOFError, OSError, ValueError) as err:
+    except (pickle.UnpicklingError, RuntimeError, EOFError, OSError, ValueError, KeyError, AttributeError,
+            ImportError, IndexError, TypeError) as err:
+        # torch.load fails in many ways on a file that is not a torch archive.
         first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
         raise ValueError(f"{str(path)!r} is not an equigraph model file ({first[:120]})") from None
     if not isinstance(record, dict) or record.get("format") != FORMAT:

@@ -37,6 +37,7 @@ DEFAULTS: dict[str, Any] = {
     "targets": {},
     "train": {
         "max_epochs": 100,
+        "max_time": None,
         "loss": "l1",
         "optimizer": "adamw",
         "lr": 5.0e-4,
@@ -68,7 +69,7 @@ DEFAULTS: dict[str, Any] = {
 _TYPES: dict[str, tuple] = {
     "seed": (int,), "out_dir": (str,),
     "data.batch_size": (int,), "data.eval_batch_size": (int, type(None)), "data.num_workers": (int,),
-    "train.max_epochs": (int,), "train.loss": (str,), "train.optimizer": (str,), "train.lr": (int, float),
+    "train.max_epochs": (int,), "train.max_time": (str, dict, type(None)), "train.loss": (str,), "train.optimizer": (str,), "train.lr": (int, float),
     "train.weight_decay": (int, float), "train.scheduler": (str,), "train.plateau_factor": (int, float),
     "train.plateau_patience": (int,), "train.min_lr": (int, float), "train.ema_decay": (int, float, type(None)),
     "train.gradient_clip_val": (int, float, type(None)), "train.early_stopping_patience": (int, type(None)),
@@ -155,7 +156,7 @@ def merge(base: dict, update: dict) -> dict:
 
 def _type_names(types: tuple) -> str:
     names = {int: "an integer", float: "a number", str: "a string", bool: "true/false", list: "a list",
-             type(None): "null"}
+             dict: "a mapping", type(None): "null"}
     if float in types:  # an integer is a number
         types = tuple(t for t in types if t is not int)
     return " or ".join(dict.fromkeys(names[t] for t in types))

@@ -46,9 +46,9 @@ class TaskModule(pl.LightningModule):
     with :math:`s_t` the target's train-split scale (errors of extensive targets such as
     energies are taken per atom). The model itself predicts in physical units: its output
     statistics are buffers of the model (:func:`equigraph.train.targets.fit_statistics`),
-    so ``equigraph.models.save`` / ``load`` need no Lightning. Metrics: ``{stage}_{name}_mae``
-    per target in its metric unit, ``{stage}_loss``, and ``{stage}_mae`` = the first
-    target's MAE.
+    so ``equigraph.models.save`` / ``load`` need no Lightning. Metrics: ``{stage}_{name}_{metric}``
+    per target in its metric unit (``metric`` ``mae`` or ``mse``), ``{stage}_loss``, and
+    ``{stage}_{metric}`` of the first target.
 
     Args:
         model (dict or torch.nn.Module): a registry spec (saved in the checkpoint) or a module
@@ -135,10 +135,11 @@ class TaskModule(pl.LightningModule):
             loss = self.loss_fns[t.name](pred / t.scale, true / t.scale)
             total = total + t.weight * loss
             if stage != "train":
-                mae = (pred.detach() - true).abs().mean() * t.metric_factor
-                self.log(f"{stage}_{t.name}_mae", mae, batch_size=graphs, prog_bar=len(self.targets) > 1, sync_dist=sync)
+                err = t.error(pred, true)
+                self.log(f"{stage}_{t.name}_{t.metric}", err, batch_size=graphs, prog_bar=len(self.targets) > 1,
+                         sync_dist=sync)
                 if i == 0:
-                    self.log(f"{stage}_mae", mae, batch_size=graphs, prog_bar=True, sync_dist=sync)
+                    self.log(f"{stage}_{t.metric}", err, batch_size=graphs, prog_bar=True, sync_dist=sync)
         self.log(f"{stage}_loss", total, batch_size=graphs, prog_bar=True, sync_dist=sync,
                  on_step=stage == "train", on_epoch=True)
         return total

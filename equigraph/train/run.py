@@ -43,7 +43,10 @@ EVALUATE_OVERRIDES = ("data.root", "data.batch_size", "data.eval_batch_size", "d
 
 @dataclass
 class FitResult:
-    """What a finished run produced; also written to ``RUN_DIR/result.json``."""
+    """What a finished run produced; also written to ``RUN_DIR/result.json``.
+
+    ``test_mae``, ``val_mae`` and ``baseline_mae`` are the first target's metric (its MAE,
+    or its MSE with ``metric: mse``); ``metrics`` has every target's."""
 
     out_dir: str
     checkpoint: str
@@ -113,6 +116,7 @@ def build_trainer(config: dict, run_dir: str | Path, grad_in_eval: bool) -> tupl
         trainer = pl.Trainer(
             default_root_dir=run_dir,
             max_epochs=train["max_epochs"],
+            max_time=train["max_time"],
             accelerator=train["accelerator"],
             devices=train["devices"],
             num_nodes=train["num_nodes"],
@@ -259,11 +263,12 @@ def fit(config: dict | str | Path | None = None, overrides: tuple[str, ...] | li
     if trainer.is_global_zero and saveable:
         model_io.save(module.model, model_file, metadata=_metadata(config, targets, splits, custom_data),
                       overwrite=resume is not None)
-    metrics = {t.name: {"test_mae": float(tested.get(f"test_{t.name}_mae", float("nan"))), "unit": t.reported_unit}
+    metrics = {t.name: {f"test_{t.metric}": float(tested.get(f"test_{t.name}_{t.metric}", float("nan"))),
+                        "metric": t.metric, "unit": t.reported_unit, "loss_scale": t.scale}
                for t in targets}
-    baseline = mean_predictor_mae(first, splits)
+    baseline = mean_predictor_error(first, splits)
     val = ckpt.best_model_score
-    val_mae = float(trainer.callback_metrics.get("val_mae", float("nan")))
+    val_mae = float(trainer.callback_metrics.get(f"val_{first.metric}", float("nan")))
     result = FitResult(
         out_dir=str(run_dir),
         checkpoint=str(best),
@@ -272,7 +277,7 @@ def fit(config: dict | str | Path | None = None, overrides: tuple[str, ...] | li
         plot=str(run_dir / "learning_curve.png"),
         target=first.name,
         unit=first.reported_unit,
-        test_mae=metrics[first.name]["test_mae"],
+        test_mae=metrics[first.name][f"test_{first.metric}"],
         val_mae=val_mae if val is not None else float("nan"),
         baseline_mae=baseline,
         epochs=trainer.current_epoch,
@@ -305,21 +310,24 @@ def _prepend_metrics(earlier: Path, metrics_csv: Path) -> None:
         writer.writerows(rows)
 
 
-def mean_predictor_mae(target: Target, splits: DataSplits) -> float:
-    """Test MAE (metric unit) of predicting the train mean: per atom for extensive targets,
-    zero for forces, the input positions for a position target (a reference, not a model)."""
+def mean_predictor_error(target: Target, splits: DataSplits) -> float:
+    """The target's test metric (metric unit) for a reference that learns nothing: the train
+    mean (per atom for extensive targets), zero for forces, the input positions for a
+    position target."""
     test = splits.values(target.key, "test").double()
     if target.level == "node":
-        if target.output == K.POS:
-            return float((test - splits.values(K.POS, "test").double()).abs().mean()) * target.metric_factor
-        return float(test.abs().mean()) * target.metric_factor
-    train = splits.values(target.key, "train").double()
-    if target.extensive:
-        n_train = torch.tensor([d.num_nodes for d in splits.graphs("train")], dtype=torch.float64).reshape(-1, 1)
-        n_test = torch.tensor([d.num_nodes for d in splits.graphs("test")], dtype=torch.float64).reshape(-1, 1)
-        per_atom = (train / n_train).mean(0)
-        return float((test / n_test - per_atom).abs().mean()) * target.metric_factor
-    return float((test - train.mean(0)).abs().mean()) * target.metric_factor
+        ref = splits.values(K.POS, "test").double() if target.output == K.POS else torch.zeros_like(test)
+        err = test - ref
+    else:
+        train = splits.values(target.key, "train").double()
+        if target.extensive:
+            n_train = torch.tensor([d.num_nodes for d in splits.graphs("train")], dtype=torch.float64).reshape(-1, 1)
+            n_test = torch.tensor([d.num_nodes for d in splits.graphs("test")], dtype=torch.float64).reshape(-1, 1)
+            err = test / n_test - (train / n_train).mean(0)
+        else:
+            err = test - train.mean(0)
+    err = err * target.metric_factor
+    return float(err.abs().mean() if target.metric == "mae" else err.square().mean())
 
 
 def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu", **kwargs) -> TaskModule:
@@ -374,10 +382,12 @@ def evaluate(model_or_path, split: str = "test", overrides: tuple[str, ...] | li
         out = model(batch)
         for t in targets:
             pred, true = pair(t, out, batch)  # the same pairing as in training
-            errors[t.name].append((pred.detach() - true).abs().double().reshape(-1))
+            err = (pred.detach() - true).double().reshape(-1)
+            errors[t.name].append(err.abs() if t.metric == "mae" else err.square())
     result = {"split": split, "count": len(getattr(splits, split)), "targets": {}}
     for t in targets:
-        mae = float(torch.cat(errors[t.name]).mean()) * t.metric_factor
-        result["targets"][t.name] = {"mae": mae, "baseline_mae": mean_predictor_mae(t, splits) if split == "test" else None,
-                                     "unit": t.reported_unit}
+        factor = t.metric_factor if t.metric == "mae" else t.metric_factor ** 2
+        value = float(torch.cat(errors[t.name]).mean()) * factor
+        result["targets"][t.name] = {t.metric: value, "metric": t.metric, "unit": t.reported_unit,
+                                     "baseline": mean_predictor_error(t, splits) if split == "test" else None}
     return result

@@ -46,23 +46,33 @@ class Target:
     metric_unit: Optional[str] = None
     extensive: bool = False
     scale: float = 1.0
+    metric: str = "mae"
 
     @property
     def metric_factor(self) -> float:
         return conversion_factor(self.unit, self.metric_unit)
+
+    def error(self, pred: Tensor, true: Tensor) -> Tensor:
+        """The target's metric (``mae`` or ``mse``) of a batch, in its reported unit."""
+        err = (pred.detach() - true) * self.metric_factor
+        return err.abs().mean() if self.metric == "mae" else err.square().mean()
 
     @property
     def reported_unit(self) -> str:
         unit = self.metric_unit or self.unit
         if self.metric_unit and "/" in self.unit and "/" not in unit:
             unit = f"{unit}/{self.unit.partition('/')[2]}"  # meV for an eV/Å target: meV/Å
-        return f"{unit}/atom" if self.extensive else unit
+        unit = f"{unit}/atom" if self.extensive else unit
+        return f"({unit})^2" if self.metric == "mse" and unit else unit
 
     def as_dict(self) -> dict:
         return asdict(self)
 
 
-_TARGET_KEYS = {"output", "key", "loss", "weight", "metric_unit"}
+_TARGET_KEYS = {"output", "key", "loss", "weight", "metric_unit", "metric"}
+#: Reported error metrics: mean absolute or mean squared error (per component, per atom for
+#: extensive targets).
+METRICS = ("mae", "mse")
 
 
 def resolve_targets(config: dict, splits: DataSplits, model: nn.Module) -> List[Target]:
@@ -95,12 +105,15 @@ def resolve_targets(config: dict, splits: DataSplits, model: nn.Module) -> List[
                             "atom_ref: true}})")
                 raise ValueError(f"targets.{name}: the model returns no {output!r}; it declares {sorted(declared)}{hint}")
             level = declared[output].level
+        metric = spec.get("metric", "mae")
+        if metric not in METRICS:
+            raise ValueError(f"targets.{name}.metric must be one of {', '.join(METRICS)}, got {metric!r}")
         metric_unit = spec.get("metric_unit", config["train"]["metric_unit"] if i == 0 else None)
         unit = info.unit if info else ""
         conversion_factor(unit, metric_unit)  # an impossible conversion is an error now, not after training
         targets.append(Target(name=name, output=output, key=key, level=level, unit=unit, loss=loss,
                               weight=float(weight), metric_unit=metric_unit,
-                              extensive=bool(info.extensive) if info else False))
+                              extensive=bool(info.extensive) if info else False, metric=metric))
     if not any(t.weight > 0 for t in targets):
         raise ValueError("targets: every weight is 0, nothing to train on")
     return targets

@@ -55,8 +55,9 @@ def test_egnn_trains_through_the_trainer(tiny, tmp_path):
     assert (Path(record["run_dir"]) / "model.pt").is_file()
 
 
-def test_baseline_trains_through_the_trainer(tiny, tmp_path):
-    record = nbody.run("rf", _overrides(tmp_path), splits=tiny)
+@pytest.mark.parametrize("name", ["gnn", "rf"])
+def test_baseline_trains_through_the_trainer(tiny, tmp_path, name):
+    record = nbody.run(name, _overrides(tmp_path), splits=tiny)
     assert record["epochs_run"] == 1
     assert record["test_at_best"] == pytest.approx(record["test_direct"], rel=1e-4)
 

@@ -245,7 +245,7 @@ def test_stress_of_a_zero_cell_is_an_error_not_nan():
     data.cell = torch.zeros(1, 3, 3)
     data.pbc = torch.zeros(1, 3, dtype=torch.bool)
     ff = ForceField(_egnn(), stress=True).eval()
-    with pytest.raises(ValueError, match="graph 0 has no periodic cell"):
+    with pytest.raises(ValueError, match="graph 0 has a cell of zero volume"):
         ff(data)
 
 

@@ -109,6 +109,20 @@ def test_batch_equals_single_graphs(name):
     assert_batch_consistent(FrameAveraging(backbone, **kwargs), graphs)
 
 
+def test_averaging_an_equivariant_model_changes_nothing():
+    from equigraph.models import EGNN
+
+    torch.manual_seed(0)
+    egnn = EGNN(hidden_channels=8, num_layers=2, out_channels=1)
+    model = FrameAveraging(egnn)
+    assert model.outputs == egnn.outputs
+    data = Batch.from_data_list([Data(z=torch.randint(1, 9, (n,)), pos=anisotropic_cloud(n, n)) for n in (5, 7)])
+    expected, out = egnn(data), model(data)
+    tol = 1e-5 if torch.get_default_dtype() == torch.float32 else 1e-12
+    for key in expected:
+        assert torch.allclose(out[key], expected[key], atol=tol), key
+
+
 def test_forces_of_an_averaged_energy_are_equivariant():
     # The gradient flows through the eigenvectors: detached frames would give wrong forces.
     torch.manual_seed(0)
@@ -324,6 +338,20 @@ def test_registry_builds_nested_specs():
         build_model({"name": "frame_averaging", "backbone": "pointnet", "stochastic": "yes"})
 
 
+def test_save_and_load_a_nested_spec(tmp_path):
+    from equigraph.models import load, save
+
+    torch.manual_seed(0)
+    model = build_model({"name": "group_averaging", "group": "full_octahedral",
+                         "backbone": {"name": "pointnet", "out_type": "vector", "level": "node",
+                                      "hidden_channels": 8, "global_channels": 8}})
+    save(model, tmp_path / "model.pt")
+    again = load(tmp_path / "model.pt")
+    data = _clouds()[0]
+    assert isinstance(again, GroupAveraging) and again.frame_size == 48
+    assert torch.allclose(again(data)["y"], model(data)["y"])
+
+
 def test_declarations():
     torch.manual_seed(0)
     backbone = PointNet(out_type="vector", level="node", hidden_channels=8, global_channels=8)
@@ -400,3 +428,18 @@ def test_bad_inputs():
         FrameAveraging(lambda d: d.pos, outputs={"y": ("vector", "node")}, in_types={"normal": "vector"})(data)
     with pytest.raises(ValueError, match=r"input 'vel' is declared 'vector' but has shape \[9, 2\]"):
         FrameAveraging(lambda d: d.pos, outputs={"y": ("vector", "node")})(Data(pos=data.pos, vel=torch.zeros(9, 2)))
+
+
+@pytest.mark.parametrize("dtype", [torch.float32], indirect=True, ids=["float32"])
+def test_example_quick_mode_runs(dtype, capsys):
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[2] / "examples" / "frame_averaging_pyg.py"
+    spec = importlib.util.spec_from_file_location("frame_averaging_pyg", path)
+    example = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(example)
+    example.main(quick=True)
+    out = capsys.readouterr().out
+    assert out.count("frame-averaged: passes") == 2 and out.count("fails, as expected") == 2
+    assert "rotated test" in out

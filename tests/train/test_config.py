@@ -76,6 +76,7 @@ def test_published_hyperparameters():
         (["data.batch_size=8.5"], "data.batch_size must be an integer, got 8.5"),
         (["train.progress_bar=yes please"], "train.progress_bar must be true/false"),
         (["targets.gap=1"], "targets.gap must be a mapping"),
+        (["train.max_time=5"], "train.max_time must be a string or a mapping or null"),
     ],
 )
 def test_invalid_configs(overrides, match):

@@ -155,3 +155,31 @@ def test_targets_are_checked_against_the_model_declaration():
     data.targets["synthetic"] = type(data.targets["synthetic"])("y", "graph", "D")
     with pytest.raises(ValueError, match="cannot convert 'D' to 'meV'"):
         resolve_targets(cfg, data, model)
+
+
+def test_mse_metric_and_its_unit():
+    t = Target("pos", "pos", "target_pos", "node", "", metric="mse")
+    assert t.error(torch.tensor([[1.0, 2.0]]), torch.tensor([[0.0, 0.0]])) == pytest.approx(2.5)
+    e = Target("e", "energy", "energy", "graph", "eV", metric_unit="meV", metric="mse")
+    assert e.reported_unit == "(meV)^2"
+    cfg = load_config({"model": {"name": "egnn"}, "data": {"name": "synthetic"},
+                       "targets": {"synthetic": {"metric": "rmse"}}})
+    model = build_model({"name": "egnn", "hidden_channels": 8, "num_layers": 1, "out_channels": 1})
+    with pytest.raises(ValueError, match="targets.synthetic.metric must be one of mae, mse"):
+        resolve_targets(cfg, splits(), model)
+
+
+def test_progress_bar_counts_epochs_from_one(monkeypatch):
+    # Issue: epochs were numbered from 0 in the progress bar and from 1 in the plot.
+    from types import SimpleNamespace
+
+    from lightning.pytorch.callbacks import TQDMProgressBar
+
+    from equigraph.train.callbacks import EpochProgressBar
+
+    bar = EpochProgressBar()
+    bar.train_progress_bar = bar.init_train_tqdm()
+    monkeypatch.setattr(TQDMProgressBar, "total_train_batches", property(lambda self: 3))
+    bar.on_train_epoch_start(SimpleNamespace(current_epoch=0, max_epochs=6), None)
+    assert bar.train_progress_bar.desc.startswith("Epoch 1/6")
+    bar.train_progress_bar.close()

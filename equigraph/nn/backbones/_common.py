@@ -8,7 +8,7 @@ from torch import Tensor
 from e3nn import o3
 
 from equigraph.data import keys as K
-from equigraph.symmetry import TypeSpec, parse_type
+from equigraph.symmetry import Output, TypeSpec, parse_type
 
 #: Levels a backbone output can have.
 OUT_LEVELS = ("graph", "node")
@@ -45,10 +45,6 @@ def positive_int(value, name: str, model: str) -> int:
 
 def declare(type_: TypeSpec, level: str, key: str = K.Y) -> dict:
     """``{key: Output(type_, level)}``."""
-    # equigraph.models imports the backbones to register them; importing its contract at
-    # module level here would make `import equigraph.nn.backbones` circular.
-    from equigraph.models.contract import Output
-
     return {key: Output(type_, level)}
 
 

@@ -5,7 +5,7 @@ from .attributes import SteerableAttributes, check_edge_lengths, edge_attributes
 from .gate import Gate, gate_irreps
 from .irreps import BalancedIrreps, WeightBalancedIrreps, as_irreps, tensor_product_weight_numel
 from .norm import BatchNorm, InstanceNorm
-from .tensor_product import O3TensorProduct, O3TensorProductGate, SplitTensorProduct
+from .tensor_product import O3TensorProduct, O3TensorProductGate
 
 __all__ = [
     "SteerableAttributes",
@@ -22,5 +22,4 @@ __all__ = [
     "BatchNorm",
     "O3TensorProduct",
     "O3TensorProductGate",
-    "SplitTensorProduct",
 ]

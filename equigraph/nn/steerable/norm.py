@@ -73,6 +73,7 @@ class InstanceNorm(torch.nn.Module):
             raise ValueError("irreps: InstanceNorm needs non-empty irreps")
         _check(eps, reduce, normalization)
         self.irreps_in = self.irreps_out = self.irreps = irreps
+        self._dim = irreps.dim  # a plain int for forward() (torch.compile)
         self.eps, self.affine, self.reduce, self.normalization = float(eps), bool(affine), reduce, normalization
         num_scalars = sum(mul for mul, ir in irreps if ir.l == 0 and ir.p == 1)
         if self.affine:
@@ -106,8 +107,8 @@ class InstanceNorm(torch.nn.Module):
             torch.nn.init.zeros_(self.bias)
 
     def forward(self, x: Tensor, batch: Optional[Tensor] = None, num_graphs: Optional[int] = None) -> Tensor:
-        if x.dim() != 2 or x.size(-1) != self.irreps.dim:
-            raise ValueError(f"x must have shape [N, {self.irreps.dim}] (irreps {self.irreps}), got {list(x.shape)}")
+        if x.dim() != 2 or x.size(-1) != self._dim:
+            raise ValueError(f"x must have shape [N, {self._dim}] (irreps {self.irreps}), got {list(x.shape)}")
         if batch is None:
             batch = x.new_zeros(x.size(0), dtype=torch.long)
             num_graphs = 1
@@ -120,7 +121,7 @@ class InstanceNorm(torch.nn.Module):
         sq = x.square()
         # Per node and irrep copy: squared norm (sum over the copy's components), or its
         # mean over components ("component").
-        per_copy = torch.zeros(x.size(0), self.irreps.num_irreps, dtype=x.dtype, device=x.device)
+        per_copy = torch.zeros(x.size(0), self._copy_dim.numel(), dtype=x.dtype, device=x.device)
         per_copy = per_copy.index_add(1, self._copy_of_dim, sq)
         per_copy = per_copy / self._copy_dim.to(x.dtype)
         var = scatter(per_copy, batch, dim=0, dim_size=num_graphs, reduce=self.reduce)
@@ -174,6 +175,7 @@ class BatchNorm(e3nn_nn.BatchNorm):
         super().__init__(irreps, eps=eps, momentum=momentum, affine=affine, reduce=reduce,
                          normalization=normalization)
         self.irreps_in = self.irreps_out = self.irreps
+        self._dim = self.irreps.dim
 
     def reset_parameters(self) -> None:
         self.running_mean.zero_()
@@ -183,6 +185,6 @@ class BatchNorm(e3nn_nn.BatchNorm):
             torch.nn.init.zeros_(self.bias)
 
     def forward(self, x: Tensor) -> Tensor:
-        if x.dim() < 2 or x.size(-1) != self.irreps.dim:
-            raise ValueError(f"x must have shape [N, {self.irreps.dim}] (irreps {self.irreps}), got {list(x.shape)}")
+        if x.dim() < 2 or x.size(-1) != self._dim:
+            raise ValueError(f"x must have shape [N, {self._dim}] (irreps {self.irreps}), got {list(x.shape)}")
         return super().forward(x)
