@@ -26,6 +26,7 @@ from e3nn.nn import BatchNorm, Gate
 from e3nn.o3 import FullyConnectedTensorProduct, Irreps
 from torch import nn
 from torch_geometric.nn import MessagePassing, global_add_pool, global_mean_pool
+from torch_geometric.utils import scatter
 
 
 class O3TensorProduct(nn.Module):
@@ -116,9 +117,11 @@ class InstanceNorm(nn.Module):
             d = ir.dim
             field = x[:, ix:ix + mul * d].reshape(-1, mul, d)
             ix += mul * d
+            # The original's global_mean_pool pooled over dim 0 (PyG of its time); scatter
+            # says so explicitly (today's global_mean_pool pools a 3-d input over dim -2).
             if ir.l == 0:
-                field = field - global_mean_pool(field, batch).reshape(-1, mul, 1)[batch]
-            norm = global_mean_pool(field.pow(2).mean(-1), batch)
+                field = field - scatter(field, batch, dim=0, reduce="mean").reshape(-1, mul, 1)[batch]
+            norm = scatter(field.pow(2).mean(-1), batch, dim=0, reduce="mean")
             norm = (norm + self.eps).pow(-0.5)
             if self.affine:
                 norm = norm * self.weight[None, iw:iw + mul]

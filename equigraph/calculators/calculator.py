@@ -141,8 +141,9 @@ class EquigraphCalculator(Calculator):
         if shift is not None:
             shift = shift.to(data[K.POS].dtype)
         if self.filter_edges and edge_index.size(1):
+            cell = data[K.CELL] if shift is not None else None
             with torch.no_grad():
-                length = edge_vec(data[K.POS], edge_index, shift, data[K.CELL] if shift is not None else None).norm(dim=-1)
+                length = edge_vec(data[K.POS], edge_index, shift, cell).norm(dim=-1)
             keep = length < self.cutoff
             edge_index = edge_index[:, keep]
             shift = shift[keep] if shift is not None else None
@@ -160,12 +161,13 @@ class EquigraphCalculator(Calculator):
             data = prepare(self._potential, [data])[0]
         except ValueError as err:
             raise ValueError(str(err).replace("molecule 0", f"atoms ({atoms.get_chemical_formula()})", 1)) from None
+        data = data.to(self.device)
         if self._cache_graph:
             edge_index, shift = self._graph(atoms, data)
             data[K.EDGE_INDEX] = edge_index
             if shift is not None:
                 data[K.SHIFT] = shift
-        return data.to(self.device)
+        return data
 
     def calculate(self, atoms=None, properties=("energy",), system_changes=all_changes):
         super().calculate(atoms, properties, system_changes)

@@ -77,6 +77,7 @@ from torch import Tensor
 from torch_geometric.data import Data, Dataset
 
 from equigraph.data import keys as K
+from equigraph.datasets.registry import DataSplits, TargetInfo
 
 __all__ = ["OC20", "record_to_data", "oc20_splits", "TASKS", "FORMATS", "UNITS", "DEFAULT_MAX_ATOMS",
            "TAGS", "FIXED", "SID", "FID", "ENERGY_INIT", "ENERGY_RELAXED", "POS_RELAXED", "MAX_ATOMIC_NUMBER"]
@@ -747,6 +748,16 @@ class OC20(Dataset):
 
 
 # --------------------------------------------------------------------------- splits
+class _OC20Splits(DataSplits):
+    """:class:`DataSplits` whose :meth:`values` also gives ``[G, 1]`` for the IS2RE
+    energies (per-graph scalars of ``energy``'s ``[1]`` shape; the base class reshapes
+    ``y`` and ``energy`` only)."""
+
+    def values(self, key: str, split: str = "train") -> Tensor:
+        out = super().values(key, split)
+        return out.reshape(-1, 1) if key in (ENERGY_RELAXED, ENERGY_INIT) else out
+
+
 def _first(dataset, n: Optional[int], what: str):
     if n is None:
         return dataset
@@ -771,8 +782,6 @@ def oc20_splits(task: str = "s2ef", train: Optional[str] = None, val: Optional[s
     ``relaxed_energy`` (data key ``energy_relaxed``, compared with the model's ``energy``:
     wrap the energy model in ``force_field`` with ``forces: false``).
     """
-    from equigraph.datasets.registry import DataSplits, TargetInfo
-
     if task not in TASKS:
         raise ValueError(f"data.task: expected one of {TASKS}, got {task!r}")
     paths = {"train": train, "val": val, "test": test}
@@ -802,7 +811,7 @@ def oc20_splits(task: str = "s2ef", train: Optional[str] = None, val: Optional[s
                    "forces": TargetInfo(K.FORCES, "node", "eV/Å")}
     else:
         targets = {"relaxed_energy": TargetInfo(ENERGY_RELAXED, "graph", "eV", output=K.ENERGY, extensive=True)}
-    return DataSplits(
+    return _OC20Splits(
         train=_first(parts["train"], max_train, "max_train"),
         val=_first(parts["val"], max_val, "max_val"),
         test=_first(parts["test"], max_test, "max_test"),

@@ -8,8 +8,9 @@ Each *system* is an adsorbate on a metal slab, relaxed like an OC20 DFT relaxati
   constant, facet (111), (100) or (211) (:func:`ase.build.fcc111`, ``fcc100``, ``fcc211``;
   2x2x3 and 3x2x3 atoms), :data:`VACUUM` Å of vacuum on each side, periodic in all three
   directions (as OC20's cells are);
-- an adsorbate of :data:`ADSORBATES` (O, H, N, C, OH, CO) placed 1.3 to 2.0 Å above the
-  topmost slab atom, laterally within 1.3 Å of a random surface atom, binding atom first;
+- an adsorbate of :data:`ADSORBATES` (O, H, N, C, OH, CO) placed 1.5 to 2.2 Å above the
+  topmost slab atom, laterally within 1.3 Å of a random surface atom, binding atom first,
+  and lifted until every adsorbate-slab distance is at least :data:`MIN_CONTACT` Å;
 - OC20's tags and constraints: slab atoms in the lower 60 % of the slab height are
   subsurface, tag 0, fixed (:class:`ase.constraints.FixAtoms`); the other slab atoms are
   surface, tag 1; adsorbate atoms tag 2;
@@ -47,7 +48,7 @@ import shutil
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Dict, Iterable, List, Optional, Sequence, Union
+from typing import Dict, Iterable, List, Sequence, Union
 
 import numpy as np
 import torch
@@ -74,9 +75,11 @@ ADSORBATES = {
 VACUUM = 7.5
 #: Fraction of the slab height below which slab atoms are subsurface (tag 0, fixed).
 FIXED_FRACTION = 0.6
+#: Smallest initial distance between an adsorbate atom and a slab atom, Å.
+MIN_CONTACT = 1.8
 OPTIMIZERS = ("BFGS", "FIRE")
 # Bumped whenever the generator draws or writes differently, so old caches are not reused.
-_VERSION = 1
+_VERSION = 2
 _RATTLE = 0.03
 _MANIFEST = "manifest.json"
 _FORMAT_DIRS = {"lmdb": ("s2ef", "is2re"), "extxyz": ("s2ef_extxyz",), "ase": ("s2ef_ase",)}
@@ -196,6 +199,7 @@ def generate_systems(num_systems: int, *, seed: int = 0, metals: Sequence[str] =
     """
     from ase import Atoms
     from ase.constraints import FixAtoms
+    from ase.geometry import get_distances
 
     _check(num_systems, metals, facets, adsorbates, max_steps, fmax, optimizer, seed)
     slab_energy: Dict[tuple, float] = {}
@@ -220,8 +224,12 @@ def generate_systems(num_systems: int, *, seed: int = 0, metals: Sequence[str] =
         site = slab.positions[surface[rng.integers(len(surface))]]
         angle, radius = rng.uniform(0, 2 * math.pi), rng.uniform(0.0, 1.3)
         anchor = np.array([site[0] + radius * math.cos(angle), site[1] + radius * math.sin(angle),
-                           z.max() + rng.uniform(1.3, 2.0)])
+                           z.max() + rng.uniform(1.5, 2.2)])
         ads = Atoms(symbols, positions=np.asarray(rel) + anchor, tags=[2] * len(rel))
+        # Lift it until no slab atom is closer than MIN_CONTACT: a start inside the metal's
+        # repulsive core would give forces of tens of eV/Å, which relaxations never visit.
+        while get_distances(ads.positions, slab.positions, cell=slab.cell, pbc=True)[1].min() < MIN_CONTACT:
+            ads.positions[:, 2] += 0.1
         fixed = np.zeros(len(slab), dtype=bool)
         fixed[slab.constraints[0].get_indices()] = True
         slab.positions[~fixed] += rng.normal(0.0, _RATTLE, size=(int((~fixed).sum()), 3))

@@ -238,9 +238,20 @@ def radius_graph(pos: Tensor, r: float, batch: Optional[Tensor] = None, *, max_n
     graphs, unlike PyG issue #10254), and may skip graph indices (empty graphs). An empty
     ``pos`` (``N = 0``) gives an empty ``[2, 0]`` edge index.
 
+    **One rule at the cutoff.** Every backend returns exactly the pairs with
+    ``(v_x^2 + v_y^2) + v_z^2 < r^2``, ``v = pos[j] - pos[i]``, evaluated in float64 from
+    ``pos`` as given (:mod:`equigraph.graph.cutoff`), whatever the dtype of ``pos`` and
+    the backend's own arithmetic: each backend gathers candidates with a margin a few
+    float ulps of the coordinates wide and leaves the pairs within that margin of ``r`` to
+    this formula. So backends agree to the last pair even in float32 at coordinates of
+    hundreds of Å, where float32 itself is only good to ~1e-5 Å (an edge's float32
+    length may thus be ``r`` plus that rounding). ``min_distance`` is judged on the same
+    float64 distance.
+
     Args:
         pos (torch.Tensor): node positions.
-        r (float): cutoff; pairs at distance strictly below ``r`` are connected.
+        r (float): cutoff; pairs at distance strictly below ``r`` (by the float64 rule
+            above) are connected.
         batch (torch.Tensor, optional): graph index of every node. (default: :obj:`None`,
             one graph)
         max_num_neighbors (int, optional): keep at most this many neighbours per centre,
@@ -291,16 +302,22 @@ def periodic_radius_graph(pos: Tensor, r: float, cell: Tensor, pbc: Tensor, batc
         \mathbf{S}\,\mathbf{C}_{\mathrm{batch}_i} \rVert < r,\; (j, \mathbf{S}) \ne (i, \mathbf{0})\}
 
     so ``vec = pos[j] - pos[i] + shift @ cell[batch[i]]`` (``docs/conventions.md``), equal
-    to ASE's ``neighbor_list("D")``. Triclinic cells, mixed periodicity (a slab
-    ``[True, True, False]``, whose non-periodic cell row may be zero), positions outside
-    the cell and cutoffs larger than the cell (many images; a self-image ``i == j``,
-    ``shift != 0`` is a real neighbour) are all handled. Each pair appears in both
+    to ASE's ``neighbor_list("D")``. As in :func:`radius_graph`, one rule decides at the
+    cutoff for every backend: ``(v_x^2 + v_y^2) + v_z^2 < r^2`` with ``v = (pos[j] -
+    pos[i]) + ((S_0 c_0 + S_1 c_1) + S_2 c_2)`` in float64 from the positions given and
+    the cell in the dtype of ``pos`` (``c_k`` its rows, ``S`` the shift returned), however
+    a backend wrapped the positions or formed image vectors.
+
+    Triclinic cells, mixed periodicity (a slab ``[True, True, False]``, whose non-periodic
+    cell row may be zero), positions outside the cell and cutoffs larger than the cell
+    (many images; a self-image ``i == j``, ``shift != 0`` is a real neighbour) are all
+    handled. Each pair appears in both
     directions with opposite shifts; edges are sorted by centre, neighbour, then shift.
     Along non-periodic directions the shift is 0.
 
     Args:
         pos (torch.Tensor): node positions, Å.
-        r (float): cutoff (strict ``<``).
+        r (float): cutoff (strict ``<``, by the float64 rule above).
         cell (torch.Tensor): lattice vectors as rows, ``[3, 3]`` or ``[G, 3, 3]``.
         pbc (torch.Tensor): periodicity along each lattice vector, ``[3]`` or ``[G, 3]``.
         batch (torch.Tensor, optional): graph index of every node. (default: :obj:`None`)

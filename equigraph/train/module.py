@@ -136,10 +136,12 @@ class TaskModule(pl.LightningModule):
             total = total + t.weight * loss
             if stage != "train":
                 err = t.error(pred, true)
-                self.log(f"{stage}_{t.name}_{t.metric}", err, batch_size=graphs, prog_bar=len(self.targets) > 1,
+                # Weighted by rows, so the epoch value is the mean over atoms for node targets.
+                rows = int(pred.size(0))
+                self.log(f"{stage}_{t.name}_{t.metric}", err, batch_size=rows, prog_bar=len(self.targets) > 1,
                          sync_dist=sync)
                 if i == 0:
-                    self.log(f"{stage}_{t.metric}", err, batch_size=graphs, prog_bar=True, sync_dist=sync)
+                    self.log(f"{stage}_{t.metric}", err, batch_size=rows, prog_bar=True, sync_dist=sync)
         self.log(f"{stage}_loss", total, batch_size=graphs, prog_bar=True, sync_dist=sync,
                  on_step=stage == "train", on_epoch=True)
         return total

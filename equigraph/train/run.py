@@ -219,7 +219,12 @@ def fit(config: dict | str | Path | None = None, overrides: tuple[str, ...] | li
     if splits is None:
         splits = build_splits(_dataset_options(config["data"]))
     targets = resolve_targets(config, splits, net)
-    if ckpt_path is None and config["train"]["fit_statistics"]:
+    if ckpt_path is not None:
+        # The loss scales fitted when the run started (the model's buffers come back with
+        # its weights): a resumed run optimises the same loss.
+        saved = torch.load(ckpt_path, map_location="cpu", weights_only=False).get("hyper_parameters", {})
+        targets = [Target(**t) for t in saved.get("targets", [])] or targets
+    elif config["train"]["fit_statistics"]:
         fit_statistics(targets, splits, net)
     if resume is None:
         inherited = os.environ.get(_RUN_DIR_ENV)
@@ -245,18 +250,22 @@ def fit(config: dict | str | Path | None = None, overrides: tuple[str, ...] | li
     earlier = None
     if ckpt_path is not None and metrics_csv.is_file():
         # Lightning's CSV logger starts metrics.csv afresh; keep the epochs before the resume.
-        earlier = metrics_csv.with_name(f"metrics.before_epoch_{torch.load(ckpt_path, map_location='cpu', weights_only=False)['epoch']}.csv")
+        earlier = metrics_csv.with_name(f"metrics.before_resume_{len(list(metrics_csv.parent.glob('metrics.before_resume_*')))}.csv")
         metrics_csv.replace(earlier)
     trainer.fit(module, datamodule=data, ckpt_path=ckpt_path)
-    if earlier is not None and trainer.is_global_zero:
-        _prepend_metrics(earlier, metrics_csv)
     best = ckpt.best_model_path or ckpt.last_model_path
     if best:
         # Load by hand: with EMA, Trainer.test(ckpt_path=...) would restore the raw weights.
         state = torch.load(best, map_location=module.device, weights_only=False)["state_dict"]
         module.load_state_dict(state)
+    # Validation metrics of the best weights (callback_metrics hold the last epoch's).
+    validated = trainer.validate(module, datamodule=data, verbose=False)
+    val_mae = float(validated[0].get(f"val_{targets[0].metric}", float("nan"))) if validated else float("nan")
     tested = trainer.test(module, datamodule=data, verbose=False)
     tested = tested[0] if tested else {}
+    if earlier is not None and trainer.is_global_zero:
+        trainer.logger.save()
+        _prepend_metrics(earlier, metrics_csv)
     first = targets[0]
     model_file = run_dir / "model.pt"
     saveable = model is None or spec_of(model) is not None
@@ -267,8 +276,6 @@ def fit(config: dict | str | Path | None = None, overrides: tuple[str, ...] | li
                         "metric": t.metric, "unit": t.reported_unit, "loss_scale": t.scale}
                for t in targets}
     baseline = mean_predictor_error(first, splits)
-    val = ckpt.best_model_score
-    val_mae = float(trainer.callback_metrics.get(f"val_{first.metric}", float("nan")))
     result = FitResult(
         out_dir=str(run_dir),
         checkpoint=str(best),
@@ -278,7 +285,7 @@ def fit(config: dict | str | Path | None = None, overrides: tuple[str, ...] | li
         target=first.name,
         unit=first.reported_unit,
         test_mae=metrics[first.name][f"test_{first.metric}"],
-        val_mae=val_mae if val is not None else float("nan"),
+        val_mae=val_mae,
         baseline_mae=baseline,
         epochs=trainer.current_epoch,
         seconds_per_epoch=timer.seconds_per_epoch,
@@ -289,8 +296,19 @@ def fit(config: dict | str | Path | None = None, overrides: tuple[str, ...] | li
         metrics=metrics,
     )
     if trainer.is_global_zero:
-        (run_dir / "result.json").write_text(json.dumps(asdict(result), indent=2) + "\n")
+        (run_dir / "result.json").write_text(json.dumps(_json_safe(asdict(result)), indent=2) + "\n")
     return result
+
+
+def _json_safe(value):
+    """NaN / inf become null: result.json stays strict JSON."""
+    if isinstance(value, float):
+        return value if value == value and abs(value) != float("inf") else None
+    if isinstance(value, dict):
+        return {k: _json_safe(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_json_safe(v) for v in value]
+    return value
 
 
 def _prepend_metrics(earlier: Path, metrics_csv: Path) -> None:

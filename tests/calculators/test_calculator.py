@@ -165,3 +165,21 @@ def test_bad_arguments():
     if not torch.cuda.is_available():
         with pytest.raises(ValueError, match="no CUDA GPU is available"):
             EquigraphCalculator(_egnn(), device="cuda")
+
+
+def test_the_user_path_never_imports_the_trainer(tmp_path, monkeypatch):
+    import sys
+
+    model = _egnn()
+    path = save(model, tmp_path / "model.pt", spec={"name": "force_field", "stress": True, "model": {
+        "name": "egnn", "hidden_channels": 8, "num_layers": 2, "out_channels": 1, "interaction_graph": 4.0,
+        "update_coords": False, "atom_ref": True}})
+    # None in sys.modules makes any import of the trainer fail from here on.
+    for name in [m for m in sys.modules if m == "equigraph.train" or m.startswith("equigraph.train.")] + \
+            ["equigraph.train"]:
+        monkeypatch.setitem(sys.modules, name, None)
+    atoms = _slab()
+    atoms.calc = EquigraphCalculator(path)
+    assert atoms.get_stress().shape == (6,)
+    with pytest.raises(ImportError):
+        import equigraph.train  # noqa: F401

@@ -159,6 +159,7 @@ def test_splits_builder_on_generated_data(root, tmp_path_factory):
     info = is2re.targets["relaxed_energy"]
     assert (info.key, info.model_output, info.level) == (ENERGY_RELAXED, K.ENERGY, "graph")
     assert splits.values(K.ENERGY).shape == (5, 1)
+    assert is2re.values(ENERGY_RELAXED, "test").shape == (len(is2re.test), 1)
     xyz = oc20_splits(root=str(base), num_systems=NUM_SYSTEMS, max_steps=MAX_STEPS, format="extxyz")
     _same(xyz.test[0], splits.test[0])
     given = oc20_splits(train=str(root / "s2ef" / "train"), val=str(root / "s2ef" / "val"),

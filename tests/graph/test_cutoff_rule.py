@@ -10,8 +10,10 @@ import itertools
 import numpy as np
 import pytest
 import torch
+from ase.build import bulk
 
 from equigraph.graph import periodic_radius_graph, radius_graph
+from equigraph.graph.coincidence import CoincidentEdge
 from equigraph.graph.cutoff import CutoffRule, reference_sq_dist
 
 R = 5.0
@@ -182,17 +184,75 @@ def test_coincidence_decided_by_the_float64_distance():
             periodic_radius_graph(both, R, cell, PBC, backend=backend, min_distance=md)
 
 
-def test_rule_margin_and_reference():
-    pos = torch.tensor([[350.0, 350.0, 350.0], [354.0, 353.0, 350.0]])
-    rule = CutoffRule(pos, R)
-    # float32 at 350 Å: a margin of a few 1e-4 Å, far below the cutoff, and wider than the
-    # rounding of any backend
-    assert 1e-5 < rule.eps < 1e-2 and rule.search_r == R + rule.eps
+def test_rule_margin_decisions_and_reference():
+    # atom 1 sits 6.1e-5 Å (one float32 step) above atom 0; atom 2 exactly R from atom 0
+    pos = torch.tensor([[350.0, 350.0, 350.0], [350.0, 350.0, 350.00006], [354.0, 353.0, 350.0]])
+    rule = CutoffRule(pos, R, 1e-4)
+    # float32 at 350 Å: a margin of ~1e-3 Å, far below the cutoff and far above the
+    # rounding of any backend (test_margin_covers_every_backend)
+    assert 1e-4 < rule.eps < 1e-2 and rule.search_r == R + rule.eps and rule.hi2 == rule.search_r ** 2
     assert CutoffRule(pos.double(), R).eps < 1e-10
-    c, j = torch.tensor([0, 1]), torch.tensor([1, 0])
+    c, j = torch.tensor([0, 2]), torch.tensor([2, 0])
     assert reference_sq_dist(pos.double(), c, j).tolist() == [25.0, 25.0]
-    assert rule.decide(c, j, None, torch.full((2,), 25.0)).tolist() == [False, False]
+    # exactly at r is out, whichever side the backend's own distance fell
+    assert rule.decide(c, j, None, torch.tensor([24.9999, 25.0001])).tolist() == [False, False]
+    assert rule.decide(c, j, None, torch.tensor([4.9999, 5.0001], dtype=torch.float64),
+                       squared=False).tolist() == [False, False]
+    # surely inside (below r - eps by the backend's distance): kept without a second look
+    assert rule.decide(c, j, None, torch.tensor([1.0, 16.0])).tolist() == [True, True]
+    with pytest.raises(CoincidentEdge) as err:
+        rule.decide(torch.tensor([0]), torch.tensor([1]), None, torch.tensor([0.0]))
+    assert (err.value.centre, err.value.neighbour) == (0, 1) and abs(err.value.distance - 6.1035e-5) < 1e-8
+    # local indices of a graph starting at node 1: the pair (1, 2), not coincident
+    assert rule.decide(torch.tensor([0]), torch.tensor([1]), None, torch.tensor([0.0]), base=1).tolist() == [True]
     cell = torch.eye(3, dtype=torch.float64) * L
     s = torch.tensor([[-1.0, 0, 0], [1.0, 0, 0]], dtype=torch.float64)
-    d2 = reference_sq_dist(pos.double(), c, j, s, cell.expand(1, 3, 3), torch.zeros(2, dtype=torch.long))
-    assert torch.allclose(d2, torch.tensor([(L - 4) ** 2 + 9, (L - 4) ** 2 + 9], dtype=torch.float64))
+    d2 = reference_sq_dist(pos.double(), c, j, s, cell.expand(1, 3, 3), torch.zeros(3, dtype=torch.long))
+    assert d2.tolist() == [(L - 4) ** 2 + 9, (L - 4) ** 2 + 9]
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_margin_covers_every_backend(dtype, monkeypatch):
+    """Each backend's own distance stays far inside the margin around the float64
+    formula: a guard for later changes to a backend's arithmetic."""
+    worst = {}
+    decide = CutoffRule.decide
+
+    def spy(self, centre, neighbour, shift, dist, base=0, squared=True):
+        ref = self.sq_dist(centre.long() + base, neighbour.long() + base, shift).sqrt()
+        own = dist.double().clamp(min=0)
+        own = own.sqrt() if squared else own
+        if ref.numel():
+            worst[backend] = max(worst.get(backend, 0.0), float((own - ref).abs().max()) / self.eps)
+        return decide(self, centre, neighbour, shift, dist, base, squared)
+
+    monkeypatch.setattr(CutoffRule, "decide", spy)
+    atoms = bulk("Cu", "fcc", a=3.61, cubic=True).repeat(4)
+    atoms.rattle(0.05, seed=0)
+    pos = torch.tensor(atoms.positions, dtype=dtype) + torch.tensor([350.0, -700.0, 120.0], dtype=dtype)
+    cell = torch.tensor(atoms.cell.array) @ torch.tensor([[1.0, 0, 0], [0.3, 1, 0], [0.2, -0.4, 1]],
+                                                         dtype=torch.float64)  # triclinic
+    for backend in ["brute", "cell_list", "vesin"]:
+        radius_graph(pos, R, backend=backend)
+        periodic_radius_graph(pos, R, cell.to(dtype), PBC, backend=backend)
+        periodic_radius_graph(pos, R, cell.to(dtype), torch.tensor([True, True, False]), backend=backend)
+    assert set(worst) == {"brute", "cell_list", "vesin"}
+    assert max(worst.values()) < 0.25, worst  # measured: < 0.015
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_gpu_backends_follow_the_rule_even_with_tf32():
+    pos = _near_pairs(torch.float32, 200, seed=2, periodic=True)
+    cell = torch.eye(3) * L
+    expect = _rule_d2(pos.double().numpy(), L)
+    open_pos = _near_pairs(torch.float32, 300, seed=1, periodic=False)
+    open_expect = _rule_d2(open_pos.double().numpy())
+    tf32 = torch.backends.cuda.matmul.allow_tf32
+    torch.backends.cuda.matmul.allow_tf32 = True  # float32 products at 10-bit mantissa
+    try:
+        for backend in ["brute", "cell_list", "auto"]:
+            ei, shift = periodic_radius_graph(pos.cuda(), R, cell.cuda(), PBC.cuda(), backend=backend)
+            assert _triples(ei.cpu(), shift.cpu()) == expect, backend
+            assert _triples(radius_graph(open_pos.cuda(), R, backend=backend).cpu()) == open_expect, backend
+    finally:
+        torch.backends.cuda.matmul.allow_tf32 = tf32

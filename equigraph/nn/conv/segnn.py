@@ -9,6 +9,7 @@ from torch import Tensor
 from torch_geometric.nn import MessagePassing
 from torch_geometric.utils import scatter
 
+from ..steerable.gate import Gate
 from ..steerable.irreps import as_irreps
 from ..steerable.norm import BatchNorm, InstanceNorm
 from ..steerable.tensor_product import O3TensorProduct, O3TensorProductGate
@@ -39,8 +40,9 @@ class SEGNNConv(MessagePassing):
     conditioned on the steerable edge attributes :math:`\mathbf{a}_{ij}` (spherical
     harmonics of :math:`\mathbf{r}_{ij}`) or node attributes :math:`\mathbf{a}_i` (their
     mean over :math:`\mathcal{N}(i)`), see :class:`~equigraph.nn.steerable.SteerableAttributes`;
-    :math:`\mathbf{e}_{ij}` are the additional message features (SEGNN passes
-    :math:`\|\mathbf{r}_{ij}\|^2`, plus e.g. charge products: ``"1x0e"``, ``"2x0e"``). The
+    :math:`\mathbf{e}_{ij}` are the additional message features, invariants of the edge
+    (SEGNN passes :math:`\|\mathbf{r}_{ij}\|^2` on QM9, ``"1x0e"``, and
+    :math:`\|\mathbf{r}_{ij}\|` with the charge product :math:`q_i q_j` on N-body, ``"2x0e"``). The
     residual :math:`\mathbf{h}_i +` needs ``irreps_out == irreps_in``
     (``residual=True``). With ``norm="instance"`` (per graph, SEGNN's QM9 setting) the
     output is normalized by :class:`~equigraph.nn.steerable.InstanceNorm`; with
@@ -134,14 +136,21 @@ class SEGNNConv(MessagePassing):
         self._in_dim, self._edge_dim = self.irreps_in.dim, self.irreps_edge_attr.dim
         self._node_dim, self._extra_dim = self.irreps_node_attr.dim, self.additional_message_irreps.dim
 
+        try:  # the messages and hidden features go through gates: name the argument on error
+            Gate(self.irreps_hidden)
+        except ValueError as err:
+            raise ValueError(f"irreps_hidden {self.irreps_hidden} cannot be gated: {err}") from None
         # SEGNN's layout: the message input is (h_i, h_j, e_ij), the update input (h_i, m_i),
         # each simplified, so that weights map one to one.
         message_in = (self.irreps_in + self.irreps_in + self.additional_message_irreps).simplify()
         update_in = (self.irreps_in + self.irreps_hidden).simplify()
-        self.message_layer_1 = O3TensorProductGate(message_in, self.irreps_hidden, self.irreps_edge_attr)
-        self.message_layer_2 = O3TensorProductGate(self.irreps_hidden, self.irreps_hidden, self.irreps_edge_attr)
-        self.update_layer_1 = O3TensorProductGate(update_in, self.irreps_hidden, self.irreps_node_attr)
-        self.update_layer_2 = O3TensorProduct(self.irreps_hidden, self.irreps_out, self.irreps_node_attr)
+        # Sub-layers initialise themselves; only reset_parameters() below draws from the
+        # global RNG, so that a layer built after torch.manual_seed(s) equals one reset after it.
+        with torch.random.fork_rng(devices=[]):
+            self.message_layer_1 = O3TensorProductGate(message_in, self.irreps_hidden, self.irreps_edge_attr)
+            self.message_layer_2 = O3TensorProductGate(self.irreps_hidden, self.irreps_hidden, self.irreps_edge_attr)
+            self.update_layer_1 = O3TensorProductGate(update_in, self.irreps_hidden, self.irreps_node_attr)
+            self.update_layer_2 = O3TensorProduct(self.irreps_hidden, self.irreps_out, self.irreps_node_attr)
         self.feature_norm = self.message_norm = None
         if norm == "instance":
             self.feature_norm = InstanceNorm(self.irreps_out)
@@ -229,7 +238,8 @@ class SEGNNConv(MessagePassing):
             raise ValueError(f"batch must have shape [N={n}], got {list(batch.shape)}")
 
     def __repr__(self) -> str:
-        extra = f", additional_message_irreps={self.additional_message_irreps}" if self.additional_message_irreps else ""
+        extra = self.additional_message_irreps
+        extra = f", additional_message_irreps={extra}" if extra else ""
         norm = f", norm={self.norm!r}" if self.norm else ""
         return (f"{self.__class__.__name__}({self.irreps_in} -> {self.irreps_out}, hidden={self.irreps_hidden}, "
                 f"edge_attr={self.irreps_edge_attr}, node_attr={self.irreps_node_attr}{extra}{norm})")

@@ -159,16 +159,17 @@ class TFNConv(MessagePassing):
         mid, perm, _ = mid.sort()
         instructions = [(i, j, perm[k], mode, train) for i, j, k, mode, train in instructions]
         self.irreps_mid = mid
-        self.tp = o3.TensorProduct(self.irreps_in, self.irreps_sh, mid, instructions, shared_weights=False,
-                                   internal_weights=False)
-        self.linear_out = o3.Linear(mid.simplify(), self.irreps_out)
-        self.self_interaction = None
-        if self_interaction:
-            types_in = {ir for _, ir in self.irreps_in}
-            if not any(ir in types_in for _, ir in self.irreps_out):
-                raise ValueError(f"self_interaction=True needs an irrep of irreps_out in irreps_in, got "
-                                 f"{self.irreps_in} -> {self.irreps_out}")
-            self.self_interaction = o3.Linear(self.irreps_in, self.irreps_out)
+        types_in = {ir for _, ir in self.irreps_in}
+        if self_interaction and not any(ir in types_in for _, ir in self.irreps_out):
+            raise ValueError(f"self_interaction=True needs an irrep of irreps_out in irreps_in, got "
+                             f"{self.irreps_in} -> {self.irreps_out}")
+        # e3nn draws initial weights at construction; keep that off the global RNG stream so
+        # that a layer built after torch.manual_seed(s) equals one reset after it.
+        with torch.random.fork_rng(devices=[]):
+            self.tp = o3.TensorProduct(self.irreps_in, self.irreps_sh, mid, instructions, shared_weights=False,
+                                       internal_weights=False)
+            self.linear_out = o3.Linear(mid.simplify(), self.irreps_out)
+            self.self_interaction = o3.Linear(self.irreps_in, self.irreps_out) if self_interaction else None
 
         self.radial_basis = BesselBasis(8, self.cutoff) if radial_basis is None else radial_basis
         self.cutoff_fn = PolynomialCutoff(self.cutoff, p=6) if cutoff_fn is None else cutoff_fn
@@ -179,7 +180,8 @@ class TFNConv(MessagePassing):
         widths = [num_basis] + hidden + [self.tp.weight_numel]
         layers = []
         for k in range(len(widths) - 1):
-            layers.append(torch.nn.Linear(widths[k], widths[k + 1]))
+            # Initialised by reset_parameters only (see above).
+            layers.append(torch.nn.utils.skip_init(torch.nn.Linear, widths[k], widths[k + 1]))
             if k < len(widths) - 2:
                 layers.append(self.act)
         self.radial = torch.nn.Sequential(*layers)

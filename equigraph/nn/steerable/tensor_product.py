@@ -84,12 +84,16 @@ class O3TensorProduct(torch.nn.Module):
         # Plain ints for forward(): torch.compile cannot guard on e3nn Irrep objects.
         self._in_dim, self._attr_dim = self.irreps_in.dim, self.irreps_attr.dim
         self._attr_is_one = self.irreps_attr == o3.Irreps("1x0e")
-        self.tp = o3.TensorProduct(self.irreps_in, self.irreps_attr, self.irreps_out, instructions,
-                                   irrep_normalization="component", path_normalization="none",
-                                   internal_weights=True, shared_weights=True)
+        # e3nn draws its own initial weights; keep that off the global RNG stream so that
+        # a layer built after torch.manual_seed(s) equals one reset after torch.manual_seed(s).
+        with torch.random.fork_rng(devices=[]):
+            self.tp = o3.TensorProduct(self.irreps_in, self.irreps_attr, self.irreps_out, instructions,
+                                       irrep_normalization="component", path_normalization="none",
+                                       internal_weights=True, shared_weights=True)
         fan_in: Dict[int, int] = {}
         for ins in self.tp.instructions:
-            fan_in[ins.i_out] = fan_in.get(ins.i_out, 0) + self.irreps_in[ins.i_in1].mul * self.irreps_attr[ins.i_in2].mul
+            mul_in, mul_attr = self.irreps_in[ins.i_in1].mul, self.irreps_attr[ins.i_in2].mul
+            fan_in[ins.i_out] = fan_in.get(ins.i_out, 0) + mul_in * mul_attr
         self._fan_in = fan_in
         self._bias_slices = [(i, s.start, s.stop) for i, ((mul, ir), s)
                              in enumerate(zip(self.irreps_out, self.irreps_out.slices()))
