@@ -6,7 +6,8 @@ Two protocols:
   (``--max-train`` molecules of the ``egnn`` split, 2,000 validation / 2,000 test
   molecules), the same epochs, seed, optimiser (AdamW, cosine, L1 on the standardised
   target, EMA 0.99) and a model size cut to the budget. Models: each equigraph registry
-  model with a ``configs/qm9_NAME_demo.yaml`` (or ``qm9_NAME.yaml``), plus PyG SchNet
+  model with a ``configs/qm9_NAME_cpu.yaml``, ``qm9_NAME_demo.yaml`` (or ``qm9_NAME.yaml``),
+  plus PyG SchNet
   (``interaction_graph=equigraph.graph.RadiusInteractionGraph(cutoff)``).
 - ``full``: the published protocol, ``configs/qm9_NAME.yaml`` (EGNN: 100k train molecules,
   1000 epochs, batch 96, lr 5e-4 and 1e-3 for gap/homo/lumo); meant for a GPU:
@@ -77,14 +78,15 @@ SCHNET = {
 
 def equigraph_models() -> dict[str, Path]:
     """Registry models that have a QM9 config, ``{name: (cpu config, full config)}``."""
+    import equigraph.models.segnn  # noqa: F401  (registers "segnn")
     from equigraph.models import available_models
 
     out = {}
     for name in available_models():
         full = ROOT / "configs" / f"qm9_{name}.yaml"
-        cpu = ROOT / "configs" / f"qm9_{name}_demo.yaml"
+        cpu = [ROOT / "configs" / f"qm9_{name}_{kind}.yaml" for kind in ("cpu", "demo")]
         if full.is_file():
-            out[name] = (cpu if cpu.is_file() else full, full)
+            out[name] = (next((p for p in cpu if p.is_file()), full), full)
     return out
 
 
@@ -183,15 +185,18 @@ See the docstring of `benchmarks/qm9.py`.
   (AdamW lr 1e-3, cosine, L1 on the standardised target, EMA 0.99, gradient clip 10) for
   every model; EGNN as in `configs/qm9_egnn_demo.yaml` (4 layers, 64 channels, 5 Å radius
   graph, charge-power features), PyG SchNet with 64 channels, 4 interactions, 5 Å and
-  `interaction_graph=equigraph.graph.RadiusInteractionGraph(5.0)`. One intra-op thread per
+  `interaction_graph=equigraph.graph.RadiusInteractionGraph(5.0)`; SEGNN as in
+  `configs/qm9_segnn_cpu.yaml` (the paper's 2 Å graph, one-hot elements, instance norm,
+  mean pooling, cut to hidden irreps weight-balanced against 64 scalars with orders up to 1,
+  attributes up to l = 2, 4 layers). One intra-op thread per
   process on a shared 2-core CPU; times are wall-clock and include contention from other
   jobs on the machine.
 - **full**: `configs/qm9_egnn.yaml` (published EGNN hyperparameters; 5 Å radius graph
   instead of the paper's complete graph). Not run here (no GPU); `published_full` holds
   the papers' full-protocol test MAEs (EGNN and SEGNN Table 3; SchNet as quoted by EGNN).
 - DimeNet++ (PyG) needs `torch-sparse`, which is not installed here: not run.
-- SEGNN is listed with its published numbers; it is run when a `segnn` model and
-  `configs/qm9_segnn.yaml` exist.
+- SEGNN's full protocol is `configs/qm9_segnn.yaml` (the paper's: 2 Å, lmax_h 2, lmax_attr 3,
+  7 layers, 128 channels); not run here (no GPU).
 
 Runs in this file: {', '.join(f'{p}/{t}' for p, t in ran) or 'none'}, by
 {'; '.join(sorted({f"`{r.get('command', '?')}`" for r in records}))}; per-run logs and

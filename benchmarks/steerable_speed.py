@@ -180,9 +180,9 @@ def _check(name, ours, ref):
 # ---------------------------------------------------------------------------------------
 # Timing
 # ---------------------------------------------------------------------------------------
-def interleaved(jobs, rounds, inner=1):
+def interleaved(jobs, rounds, inner=1, warmup=2):
     for job in jobs.values():
-        for _ in range(2):
+        for _ in range(warmup):
             job()
     times = {key: [] for key in jobs}
     for _ in range(rounds):
@@ -253,7 +253,7 @@ def nbody(rounds, compile_model):
     return interleaved(jobs, rounds, inner=2), notes
 
 
-def qm9_layer(radius, rounds):
+def qm9_layer(radius, rounds, compile_layer=False):
     d = qm9_batch(radius)
     attrs = SteerableAttributes(lmax=3)
     n = d["pos"].size(0)
@@ -271,13 +271,23 @@ def qm9_layer(radius, rounds):
     with torch.no_grad():
         err = _check(f"qm9 {radius} Å layer", run_ours(), run_orig())
     loss = lambda out: out.square().mean()  # noqa: E731
+    impls = {"original SEGNNLayer": (original, run_orig), "equigraph SEGNNConv": (ours, run_ours)}
+    notes = {"edges": d["edge_index"].size(1), "nodes": n, "hidden": str(hidden), "max_abs_diff": err}
+    if compile_layer:
+        compiled = torch.compile(ours)
+        run_compiled = lambda: compiled(x, d["edge_index"], edge_attr, node_attr, d["extra"], d["batch"])  # noqa: E731
+        t = time.perf_counter()
+        loss(run_compiled()).backward()
+        with torch.no_grad():
+            notes["max_abs_diff_compiled"] = _check(f"compiled qm9 {radius} Å layer", run_compiled(), run_orig())
+        notes["compile_s"] = round(time.perf_counter() - t, 1)
+        ours.zero_grad()
+        impls["equigraph SEGNNConv + torch.compile"] = (ours, run_compiled)
     jobs = {}
-    for name, (model, fn) in {"original SEGNNLayer": (original, run_orig),
-                              "equigraph SEGNNConv": (ours, run_ours)}.items():
+    for name, (model, fn) in impls.items():
         jobs[(name, "forward")] = _forward(fn)
         jobs[(name, "train step")] = _train(fn, model, loss)
-    notes = {"edges": d["edge_index"].size(1), "nodes": n, "hidden": str(hidden), "max_abs_diff": err}
-    return interleaved(jobs, rounds), notes
+    return interleaved(jobs, rounds, warmup=1), notes
 
 
 def tensor_product_paths(setting, rounds, compile_tp):
@@ -319,14 +329,16 @@ def tensor_product_paths(setting, rounds, compile_tp):
     for name, tp in paths.items():
         jobs[(name, "forward")] = _forward(lambda tp=tp: tp(x, a))
         jobs[(name, "forward+backward")] = lambda tp=tp: tp(xg, a).sum().backward()
-    return interleaved(jobs, rounds), notes
+    return interleaved(jobs, rounds, warmup=2 if setting == "nbody" else 1), notes
 
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--quick", action="store_true", help="fewer rounds (a smoke run)")
     parser.add_argument("--no-compile", dest="compile", action="store_false")
-    parser.add_argument("--compile-qm9", action="store_true", help="also compile the QM9 tensor products (slow)")
+    parser.add_argument("--compile-qm9", action="store_true",
+                        help="also compile the QM9 layers and tensor products (minutes of compilation)")
+    parser.add_argument("--name", default=NAME, help="results/NAME.json and .md")
     parser.add_argument("--settings", nargs="+", default=["nbody", "qm9_2A", "qm9_5A"],
                         choices=["nbody", "qm9_2A", "qm9_5A"])
     args = parser.parse_args(argv)
@@ -334,8 +346,8 @@ def main(argv=None):
     rows, lines = [], []
 
     def report(model, label, metric, value, unit):
-        print(f"  {model:75s} {metric:16s} {value:10.3f} {unit}", flush=True)
-        rows.append(_results.row(model, label, metric, round(value, 3), unit))
+        print(f"  {model:75s} {metric:16s} {value:10.3g} {unit}", flush=True)
+        rows.append(_results.row(model, label, metric, value if unit == "abs" else round(value, 3), unit))
 
     def speedups(ms, label, reference, others, metrics):
         for other in dict.fromkeys(others):
@@ -352,7 +364,8 @@ def main(argv=None):
             reference = "original SEGNN"
         else:
             radius = 2.0 if setting == "qm9_2A" else 5.0
-            ms, notes = qm9_layer(radius, 2 if args.quick else (5 if radius < 3 else 3))
+            ms, notes = qm9_layer(radius, 2 if args.quick else (5 if radius < 3 else 2),
+                                  args.compile and args.compile_qm9)
             label = (f"{setting}: 96 x 18 atoms, radius {radius:g} Å, {notes['edges']} edges, hidden "
                      f"{notes['hidden']}, attr l<=3, instance norm, one layer, 1 thread")
             reference = "original SEGNNLayer"
@@ -362,10 +375,10 @@ def main(argv=None):
         report("max |equigraph - original| (same weights)", label, "output", notes["max_abs_diff"], "abs")
         speedups(ms, label, reference, [m for m, _ in ms if m != reference], ["forward", "train step"])
         if "compile_s" in notes:
-            lines.append(f"- {setting}: torch.compile of the network took {notes['compile_s']} s "
+            lines.append(f"- {setting}: torch.compile took {notes['compile_s']} s "
                          f"(forward and backward graphs; less with a warm inductor cache).")
 
-        tp_rounds = 3 if args.quick or setting == "qm9_5A" else (15 if setting == "nbody" else 5)
+        tp_rounds = 2 if args.quick or setting == "qm9_5A" else (15 if setting == "nbody" else 5)
         tp_ms, tp_notes = tensor_product_paths(setting, tp_rounds,
                                                args.compile and (setting == "nbody" or args.compile_qm9))
         tp_label = (f"{setting}: first message tensor product, {tp_notes['edges']} rows, "
@@ -388,7 +401,7 @@ def main(argv=None):
         "",
         *lines,
     ])
-    path = _results.write(NAME, rows, notes)
+    path = _results.write(args.name, rows, notes)
     print(path)
 
 

@@ -26,7 +26,9 @@ QUICK = ["data.num_systems=12", "data.max_steps=4", "train.max_epochs=1", "train
 
 
 def register_oc20() -> None:
-    """Make ``data.name: oc20`` available (a no-op once the registry lists it)."""
+    """Make ``data.name: oc20`` and ``model.name: schnet`` available (no-ops once the
+    registries list them)."""
+    import equigraph.models.schnet  # noqa: F401
     from equigraph.datasets.oc20 import oc20_splits
     from equigraph.datasets.registry import DATASETS
 

@@ -50,6 +50,8 @@ NODE_Y = "node_y"
 NODE_ENERGY = "node_energy"
 #: ``[N, C, 3]`` float: per-node equivariant vectors a model outputs (model output key).
 VEC = "vec"
+#: ``[N, 3]`` float: unit surface normals of a point cloud (unoriented: ``n`` and ``-n`` alike).
+NORMAL = "normal"
 #: ``[N, 3]`` float: regression target for positions (N-body).
 TARGET_POS = "target_pos"
 

@@ -535,7 +535,9 @@ class _ExtxyzReader:
         self.file_of = np.asarray(file_of, dtype=np.int64)
         self.offsets = np.asarray(offsets, dtype=np.int64)
         self.sizes = np.asarray(sizes, dtype=np.int64)
-        self.logs = logs
+        # Per-frame log as arrays (a few bytes per frame): ids as int64 unless one is a string.
+        self.sids, self.fids = (self._ids([log[j] for log in logs]) for j in (0, 1))
+        self.refs = np.asarray([np.nan if log[2] is None else log[2] for log in logs], dtype=np.float64)
         self._handles: Optional[dict] = None
         self._pid: Optional[int] = None
 
@@ -567,6 +569,12 @@ class _ExtxyzReader:
         if not starts:
             raise ValueError(f"{f}: no frames")
         return starts
+
+    @staticmethod
+    def _ids(values: list) -> np.ndarray:
+        if all(isinstance(v, int) for v in values):
+            return np.asarray(values, dtype=np.int64)
+        return np.asarray(values, dtype=object)
 
     @staticmethod
     def _parse_log(line: str, where: str) -> Tuple[Union[int, str], Union[int, str], Optional[float]]:
@@ -608,10 +616,10 @@ class _ExtxyzReader:
         except Exception as err:
             raise ValueError(f"{where}: not a readable extxyz frame ({type(err).__name__}: {err})") from None
         fields = _atoms_fields(atoms, where)
-        sid, fid, ref = self.logs[i]
-        fields[SID], fields[FID] = sid, fid
+        fields[SID], fields[FID] = self.sids[i], self.fids[i]
+        ref = float(self.refs[i])
         if self.subtract_reference and "energy" in fields:
-            if ref is None:
+            if math.isnan(ref):
                 raise ValueError(f"{where}: its log line has no reference energy to subtract "
                                  "(pass subtract_reference=False for total energies)")
             fields["energy"] = float(fields["energy"]) - ref

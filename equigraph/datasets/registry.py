@@ -76,14 +76,19 @@ class DataSplits:
             return (data.get(i) for i in data.indices())
         return iter(data)
 
-    def values(self, key: str, split: str = "train") -> Tensor:
-        """``data[key]`` of every graph of a split, concatenated along the first axis."""
+    def values(self, key: str, split: str = "train", level: Optional[str] = None) -> Tensor:
+        """``data[key]`` of every graph of a split, concatenated along the first axis: one
+        row per graph for ``level="graph"`` (the level of the dataset's target of that key
+        when not given), else as stored (one row per node)."""
+        if level is None:
+            level = next((t.level for t in self.targets.values() if t.key == key), "node")
         parts = []
         for i, d in enumerate(self.graphs(split)):
             v = getattr(d, key, None)
             if v is None:
                 raise ValueError(f"data: {split} graph {i} has no {key!r}")
-            parts.append(v.reshape(1, -1) if v.dim() <= 1 and key in (K.Y, K.ENERGY) else v)
+            parts.append(v.reshape(1, *v.shape[1:]) if level == "graph" and v.dim() >= 2 and v.size(0) == 1
+                         else v.reshape(1, -1) if level == "graph" else v)
         return torch.cat(parts)
 
 
@@ -199,3 +204,15 @@ def _append_squared_distance(data):
     data = data.clone()
     data[K.EDGE_ATTR] = torch.cat([data[K.EDGE_ATTR], sq], dim=-1)
     return data
+
+
+@register_dataset("surface_normals")
+def surface_normals(root: Optional[str] = None, num_train: int = 800, num_val: int = 100, num_test: int = 100,
+                    num_points: int = 512, seed: int = 0, kinds: Optional[list] = None,
+                    files: Optional[str] = None) -> DataSplits:
+    """Point clouds with exact unoriented normals (:class:`equigraph.datasets.SurfaceNormals`),
+    or a folder of normal files (``files``); target ``normal`` per point."""
+    from equigraph.datasets.point_clouds import SURFACE_KINDS, surface_normals_splits
+
+    return surface_normals_splits(root, num_train, num_val, num_test, num_points, seed,
+                                  SURFACE_KINDS if kinds is None else kinds, files)

@@ -21,7 +21,7 @@ from equigraph.graph.interaction import (
     RadiusInteractionGraph,
     is_periodic,
 )
-from equigraph.graph.knn import knn_graph
+from equigraph.graph.knn import KNN_BACKENDS, knn_graph, knn_neighbours
 from equigraph.graph.radius import BACKENDS, choose_backend, periodic_radius_graph, radius_graph
 from equigraph.graph.transforms import FullGraph, KNNGraph, RadiusGraph
 
@@ -29,6 +29,8 @@ __all__ = [
     "radius_graph",
     "periodic_radius_graph",
     "knn_graph",
+    "knn_neighbours",
+    "KNN_BACKENDS",
     "full_graph",
     "RadiusInteractionGraph",
     "FullInteractionGraph",

@@ -125,7 +125,7 @@ class CutoffRule:
             # are at most ceil(r / spacing) + 1 cells; +2 also covers r + eps
             cells = torch.ceil(self.r / plane_spacings(self.basis)) + 2
             extent = (cells * self.basis.abs().amax(dim=-1) * pbc).sum(dim=1)
-            scale += float(extent.max()) if extent.numel() else 0.0
+            scale += float(extent.detach().max()) if extent.numel() else 0.0
         self.eps = MARGIN_ULPS * torch.finfo(pos.dtype).eps * scale
         self.search_r = self.r + self.eps
         self.r2 = self.r * self.r

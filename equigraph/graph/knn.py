@@ -36,17 +36,18 @@ __all__ = ["knn_graph", "knn_neighbours", "pair_sq_dist", "KNN_BACKENDS"]
 
 KNN_BACKENDS = ("auto", "dense", "kdtree", "brute")
 
-#: Squared distances held at once by the dense backend (float entries of one block; the
-#: block's temporaries take ~4x that in bytes per entry: 2**23 entries ~ 130 MB in float32).
+#: Squared distances held at once by the dense backend. Blocks of a few MB are reused by the
+#: allocator; larger ones are fresh pages every time, which cost more than the arithmetic
+#: (a float32 sum of 2048^2 elements ran ~7x slower per element than one of 512^2 here).
 DENSE_BUDGET = 1 << 20
 
 # ``"auto"`` threshold, from ``python benchmarks/knn.py`` (1 thread, k = 20, uniform random
-# clouds, shared 2-core EPYC): dense / k-d tree time for one graph of n nodes was 0.50
-# (n = 512), 0.84 (1,024), 1.55 (2,048), 3.1 (4,096), 12 (16,384); and batches of equal
-# clouds of 512 ran dense at 0.50x the k-d tree time. So the k-d tree takes over above
-# ~1,500 nodes per graph, on CPU only (scipy has no GPU tree; the dense scan is the GPU
-# backend at any size).
-KDTREE_MIN_NODES = 1536
+# clouds, 2-core EPYC shared with other jobs): dense / k-d tree time for one graph of n nodes
+# was 1.0 to 1.9 over two runs (n = 512), 1.65 (1,024), 2.6 (2,048), 3.7 (4,096), 10
+# (16,384); for batches of small graphs the dense scan wins (256 graphs of 64: 0.40) or ties
+# (64 graphs of 512: 1.0). So the k-d tree takes graphs of more than 512 nodes, on CPU only
+# (scipy has no GPU tree; the dense scan is the GPU backend at any size).
+KDTREE_MIN_NODES = 512
 
 #: Extra k-d tree candidates per centre beyond ``k`` (and the centre itself): room for
 #: near-ties, so that few centres fall back to the dense scan.

@@ -9,10 +9,11 @@ from .egnn import EGNN
 from .force_field import ForceField
 from .io import load, save
 from .frame_averaging import FrameAveraging, GroupAveraging
+from .schnet import SchNet
 
 __all__ = [
     "EquigraphModel", "Output", "Graph", "declared_outputs", "resolve_interaction_graph",
-    "EGNN", "ForceField", "Readout", "FrameAveraging", "GroupAveraging",
+    "EGNN", "ForceField", "Readout", "FrameAveraging", "GroupAveraging", "SchNet",
     "MODELS", "register_model", "build_model", "available_models",
     "save", "load",
 ]

@@ -5,6 +5,15 @@ import warnings
 from equigraph.nn.cutoff import CosineCutoff, PolynomialCutoff
 from equigraph.nn.geometry import edge_length_and_unit, edge_vec, safe_norm, safe_normalize
 from equigraph.nn.radial import BesselBasis, GaussianBasis
+from equigraph.nn import backbones, frames, steerable  # noqa: F401
+from equigraph.nn.steerable import (
+    BalancedIrreps,
+    Gate,
+    O3TensorProduct,
+    O3TensorProductGate,
+    SteerableAttributes,
+    WeightBalancedIrreps,
+)
 
 __all__ = [
     "edge_vec",
@@ -15,6 +24,12 @@ __all__ = [
     "GaussianBasis",
     "CosineCutoff",
     "PolynomialCutoff",
+    "SteerableAttributes",
+    "O3TensorProduct",
+    "O3TensorProductGate",
+    "Gate",
+    "BalancedIrreps",
+    "WeightBalancedIrreps",
 ]
 
 try:

@@ -332,12 +332,12 @@ def mean_predictor_error(target: Target, splits: DataSplits) -> float:
     """The target's test metric (metric unit) for a reference that learns nothing: the train
     mean (per atom for extensive targets), zero for forces, the input positions for a
     position target."""
-    test = splits.values(target.key, "test").double()
+    test = splits.values(target.key, "test", target.level).double()
     if target.level == "node":
-        ref = splits.values(K.POS, "test").double() if target.output == K.POS else torch.zeros_like(test)
+        ref = splits.values(K.POS, "test", "node").double() if target.output == K.POS else torch.zeros_like(test)
         err = test - ref
     else:
-        train = splits.values(target.key, "train").double()
+        train = splits.values(target.key, "train", target.level).double()
         if target.extensive:
             n_train = torch.tensor([d.num_nodes for d in splits.graphs("train")], dtype=torch.float64).reshape(-1, 1)
             n_test = torch.tensor([d.num_nodes for d in splits.graphs("test")], dtype=torch.float64).reshape(-1, 1)

@@ -139,12 +139,12 @@ def fit_statistics(targets: List[Target], splits: DataSplits, model: nn.Module) 
     force_scale = None
     for t in targets:
         if t.level == "node":
-            values = splits.values(t.key).double()
+            values = splits.values(t.key, "train", "node").double()
             if not bool(torch.isfinite(values).all()):
                 raise ValueError(f"targets.{t.name}: the train split holds NaN or inf in {t.key!r}")
             if t.output in (K.POS,):
                 # Positions: the scale of the displacement, not of the coordinates.
-                start = splits.values(K.POS).double()
+                start = splits.values(K.POS, "train", "node").double()
                 values = values - start
             t.scale = float(values.abs().mean()) or 1.0
             if t.output == K.FORCES:
@@ -153,7 +153,7 @@ def fit_statistics(targets: List[Target], splits: DataSplits, model: nn.Module) 
     for t in targets:
         if t.level != "graph":
             continue
-        y = splits.values(t.key).double()
+        y = splits.values(t.key, "train", "graph").double()
         if y.dim() == 1:
             y = y.unsqueeze(-1)
         if not bool(torch.isfinite(y).all()):
@@ -169,7 +169,10 @@ def fit_statistics(targets: List[Target], splits: DataSplits, model: nn.Module) 
             ref[~present] = 0.0
             natoms = comp.sum(1, keepdim=True)
             residual = (y - comp @ ref) / natoms
-            per_atom = float((residual - residual.mean(0)).abs().mean()) or 1.0
+            per_atom = float((residual - residual.mean(0)).abs().mean())
+            # A fit that is exact (few structures, or energies that are a sum of element
+            # terms) leaves no residual; keep the scale at a size the network can use.
+            per_atom = max(per_atom, 1e-3 * float((y / natoms).abs().mean()), 1e-6)
             t.scale = per_atom
             out_scale = force_scale if force_scale is not None else per_atom
             norm.set_statistics(scale=out_scale, shift=0.0, atom_ref=ref)

@@ -349,3 +349,16 @@ def test_record_to_data_defaults():
     assert d.pbc.tolist() == [[True, True, False]] and d.fixed.tolist() == [False, False]
     with pytest.raises(ValueError, match="task: expected one of"):
         record_to_data(rec, task="s2")
+
+
+def test_extxyz_ids_that_are_not_numbers(system, tmp_path):
+    folder = tmp_path / "xyz"
+    write_s2ef_extxyz(folder, [system])
+    log = folder / "0.txt"
+    lines = log.read_text().splitlines()
+    log.write_text("\n".join(f"slab-{t},frame{t}" for t in range(len(lines))) + "\n")
+    ds = OC20(folder, subtract_reference=False)
+    assert ds[1].sid == "slab-1" and ds[1].fid.tolist() == [1]
+    assert float(ds[0].energy) == pytest.approx(float(system.energies[0]), abs=1e-6)  # total energy
+    with pytest.raises(ValueError, match="no reference energy to subtract"):
+        OC20(folder)[0]

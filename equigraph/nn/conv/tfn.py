@@ -14,6 +14,7 @@ from torch_geometric.utils import scatter
 from ..cutoff import PolynomialCutoff
 from ..geometry import DEFAULT_EPS, check_edge_vec_inputs, edge_length_and_unit, edge_vec_unchecked
 from ..radial import BesselBasis
+from ..steerable._precision import ExactConstants, float64_default
 from ..steerable.attributes import check_edge_lengths
 from ..steerable.irreps import as_irreps
 
@@ -28,7 +29,7 @@ def _reset_linear(linear: o3.Linear) -> None:
             linear.bias.zero_()
 
 
-class TFNConv(MessagePassing):
+class TFNConv(ExactConstants, MessagePassing):
     r"""The Tensor Field Network convolution from the `"Tensor field networks: Rotation- and
     translation-equivariant neural networks for 3D point clouds"
     <https://arxiv.org/abs/1802.08219>`_ paper (Thomas et al., 2018), in the form NequIP
@@ -166,8 +167,10 @@ class TFNConv(MessagePassing):
         # e3nn draws initial weights at construction; keep that off the global RNG stream so
         # that a layer built after torch.manual_seed(s) equals one reset after it.
         with torch.random.fork_rng(devices=[]):
-            self.tp = o3.TensorProduct(self.irreps_in, self.irreps_sh, mid, instructions, shared_weights=False,
-                                       internal_weights=False)
+            with float64_default() as dtype:  # exact Clebsch-Gordan buffers, kept through casts
+                self.tp = o3.TensorProduct(self.irreps_in, self.irreps_sh, mid, instructions,
+                                           shared_weights=False, internal_weights=False)
+            self._keep_constants(dtype)
             self.linear_out = o3.Linear(mid.simplify(), self.irreps_out)
             self.self_interaction = o3.Linear(self.irreps_in, self.irreps_out) if self_interaction else None
 

@@ -75,6 +75,20 @@ def knn_index(x: Tensor, k: int, batch: Optional[Tensor] = None, *, loop: bool =
         g = int(small[0])
         raise ValueError(f"`k` = {k} needs at least {need} nodes per graph ({'with' if loop else 'without'} the "
                          f"node itself), but graph {g} has {int(counts[g])}")
+    if x.size(1) == 3:
+        # Points in space: the graph package's k-NN (k-d tree or blocked dense scan).
+        from equigraph.graph.knn import knn_neighbours
+
+        out = knn_neighbours(x, k, batch, loop=loop)
+        # Nearest first (stable: ties keep knn_neighbours' ascending index order).
+        order = torch.argsort((x[out] - x.unsqueeze(1)).square().sum(-1), dim=1, stable=True)
+        out = torch.gather(out, 1, order)
+        if perm is not None:
+            out = perm[out]
+            restored = torch.empty_like(out)
+            restored[perm] = out
+            out = restored
+        return out
     dense, mask = to_dense_batch(x, batch, batch_size=counts.numel())
     G, n, d = dense.shape
     offsets = torch.cumsum(counts, 0) - counts

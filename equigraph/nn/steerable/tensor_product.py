@@ -8,6 +8,7 @@ import torch
 from e3nn import o3
 from torch import Tensor
 
+from ._precision import ExactConstants, float64_default
 from .gate import Gate
 from .irreps import as_irreps
 
@@ -24,7 +25,7 @@ def _paths(irreps_in: o3.Irreps, irreps_attr: o3.Irreps, irreps_out: o3.Irreps) 
             if ir3 in ir1 * ir2]
 
 
-class O3TensorProduct(torch.nn.Module):
+class O3TensorProduct(ExactConstants, torch.nn.Module):
     r"""A linear layer conditioned on steerable attributes: the fully connected tensor
     product of the features :math:`\mathbf{h}` with the attributes :math:`\mathbf{a}` from
     SEGNN (`"Geometric and Physical Quantities Improve E(3) Equivariant Message Passing"
@@ -86,10 +87,12 @@ class O3TensorProduct(torch.nn.Module):
         self._attr_is_one = self.irreps_attr == o3.Irreps("1x0e")
         # e3nn draws its own initial weights; keep that off the global RNG stream so that
         # a layer built after torch.manual_seed(s) equals one reset after torch.manual_seed(s).
-        with torch.random.fork_rng(devices=[]):
+        # Its Clebsch-Gordan buffers are built in float64 and kept exact through casts.
+        with torch.random.fork_rng(devices=[]), float64_default() as dtype:
             self.tp = o3.TensorProduct(self.irreps_in, self.irreps_attr, self.irreps_out, instructions,
                                        irrep_normalization="component", path_normalization="none",
                                        internal_weights=True, shared_weights=True)
+        self._keep_constants(dtype)
         fan_in: Dict[int, int] = {}
         for ins in self.tp.instructions:
             mul_in, mul_attr = self.irreps_in[ins.i_in1].mul, self.irreps_attr[ins.i_in2].mul

@@ -1,5 +1,7 @@
 """SEGNNConv: the paper's equations on its own sub-layers, E(3) equivariance (open and
 periodic graphs), batching, isolated nodes, bad input. Float32 and float64 (conftest)."""
+import copy
+
 import pytest
 import torch
 from e3nn import o3
@@ -15,13 +17,19 @@ IRREPS, HIDDEN = "3x0e+2x1o", "6x0e+3x1o+2x2e"
 ATTRS = SteerableAttributes(lmax=2)
 
 
+_BUILT = {}
+
+
 def _conv(**kwargs):
     options = dict(additional_message_irreps="1x0e")
     options.update(kwargs)
-    torch.manual_seed(0)
-    conv = SEGNNConv(IRREPS, HIDDEN, options.pop("irreps_out", IRREPS), ATTRS.irreps_out, ATTRS.irreps_out,
-                     **options)
-    return conv.to(torch.get_default_dtype())
+    # Building the e3nn tensor products dominates a test's time: build each variant once.
+    key = tuple(sorted(options.items()))
+    if key not in _BUILT:
+        torch.manual_seed(0)
+        _BUILT[key] = SEGNNConv(IRREPS, HIDDEN, options.pop("irreps_out", IRREPS), ATTRS.irreps_out,
+                                ATTRS.irreps_out, **options)
+    return copy.deepcopy(_BUILT[key]).to(torch.get_default_dtype())
 
 
 def _graph(num_nodes=6, p=0.6, seed=0):

@@ -169,3 +169,22 @@ def test_bad_inputs():
         conv(data.x, data.pos, data.edge_index + 10)
     with pytest.raises(ValueError, match="shift"):
         conv(data.x, data.pos, data.edge_index, shift=torch.zeros(3, 3), cell=torch.eye(3))
+
+
+def test_double_after_float32_build_keeps_float64_coefficients():
+    previous = torch.get_default_dtype()
+    torch.set_default_dtype(torch.float32)
+    try:
+        built32 = TFNConv(IN, OUT, lmax=2, cutoff=3.0)
+    finally:
+        torch.set_default_dtype(previous)
+    built64 = TFNConv(IN, OUT, lmax=2, cutoff=3.0).double()
+    built64.load_state_dict(built32.state_dict())  # float32 buffers in the state dict are refilled exactly
+    built32 = built32.double()
+    with torch.random.fork_rng():
+        torch.set_default_dtype(torch.float64)
+        try:
+            data = _graph()
+        finally:
+            torch.set_default_dtype(previous)
+    torch.testing.assert_close(_run(built32)(data), _run(built64)(data), atol=1e-13, rtol=1e-13)

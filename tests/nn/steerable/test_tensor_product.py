@@ -130,3 +130,20 @@ def test_bad_inputs():
     with pytest.raises(ValueError, match=r"attr must have shape \[3, 4\]"):
         layer(torch.zeros(3, 10), torch.zeros(2, 4))
     assert repr(layer) == "O3TensorProduct(4x0e+2x1o x 1x0e+1x1o -> 3x0e+1x1o, weights=24, bias=True)"
+
+
+def test_double_after_float32_build_keeps_float64_coefficients():
+    previous = torch.get_default_dtype()
+    torch.set_default_dtype(torch.float32)
+    try:
+        torch.manual_seed(0)
+        built32 = O3TensorProduct(IN, OUT, ATTR)
+    finally:
+        torch.set_default_dtype(previous)
+    built64 = O3TensorProduct(IN, OUT, ATTR).double()
+    built64.load_state_dict(built32.state_dict())
+    built32 = built32.double()
+    x, attr = torch.randn(5, built32.irreps_in.dim, dtype=torch.float64), torch.randn(5, 9, dtype=torch.float64)
+    torch.testing.assert_close(built32(x, attr), built64(x, attr), atol=1e-13, rtol=1e-13)
+    assert built32.float().double().tp.weight.dtype == torch.float64  # casts back and forth stay exact
+    torch.testing.assert_close(built32(x, attr), built64(x, attr), atol=1e-6, rtol=1e-6)
