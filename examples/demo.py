@@ -6,8 +6,8 @@ few molecules from their SMILES.
     python examples/demo.py train.max_epochs=2    # any config override, as on the CLI
     python examples/demo.py --quick               # 256 training molecules, 1 epoch: the plumbing only
 
-The configuration is configs/qm9_egnn_demo.yaml: 5,000 training molecules, a smaller
-EGNN than the paper's, 6 epochs. QM9 is read from the installed ``qm9pack`` package and
+The configuration is configs/qm9_egnn_demo.yaml: 4,000 training molecules, a smaller
+EGNN than the paper's, 5 epochs. QM9 is read from the installed ``qm9pack`` package and
 processed once into ``$EQUIGRAPH_CACHE/qm9`` (no download).
 """
 from __future__ import annotations

@@ -45,6 +45,11 @@ class ForceField(EquigraphModel):
         forces (bool, optional): Return ``"forces"``. (default: :obj:`True`)
         stress (bool, optional): Return ``"stress"`` (periodic data with a ``cell``).
             (default: :obj:`False`)
+        direct_forces (str, optional): Take the forces from this node-level vector output of
+            the model (e.g. EGNN's ``"vec"`` with ``update_coords=True``) instead of
+            :math:`-\partial E/\partial \mathbf{x}`: no backward pass, so cheaper to train and
+            run, but *not* conservative (energy is not conserved in MD); the default
+            (:obj:`None`) is the conservative gradient.
 
     Shapes:
         - **input:** the wrapped model's input (``pos`` :math:`(N, 3)`, ``cell``
@@ -65,7 +70,7 @@ class ForceField(EquigraphModel):
     """
 
     def __init__(self, model: Union[Mapping[str, Any], torch.nn.Module], energy_key: str = K.Y,
-                 forces: bool = True, stress: bool = False):
+                 forces: bool = True, stress: bool = False, direct_forces: Optional[str] = None):
         super().__init__()
         self.model = build_model(model)
         declared = declared_outputs(self.model)
@@ -79,9 +84,17 @@ class ForceField(EquigraphModel):
         out_channels = getattr(self.model, "out_channels", 1)
         if out_channels not in (None, 1):
             raise ValueError(f"model: an energy model predicts one value per graph, this one has out_channels={out_channels}")
+        if direct_forces is not None:
+            if not forces:
+                raise ValueError("direct_forces: set forces=True to return forces")
+            head = (declared or {}).get(direct_forces)
+            if declared is not None and (head is None or head.level != "node" or head.type != "vector"):
+                raise ValueError(f"direct_forces: {direct_forces!r} must be a node-level vector output of the model; "
+                                 f"it declares {({k: (o.type, o.level) for k, o in declared.items()})}")
         self.energy_key = energy_key
         self.compute_forces = bool(forces)
         self.compute_stress = bool(stress)
+        self.direct_forces = direct_forces
 
     @property
     def outputs(self) -> Dict[str, Output]:
@@ -117,8 +130,9 @@ class ForceField(EquigraphModel):
             raise ValueError(f"data.{K.CELL} is missing: stress needs a periodic cell")
         with torch.enable_grad():
             data = data.clone()
-            pos = pos.detach().requires_grad_(self.compute_forces)
-            wrt = [pos] if self.compute_forces else []
+            gradient_forces = self.compute_forces and self.direct_forces is None
+            pos = pos.detach().requires_grad_(gradient_forces)
+            wrt = [pos] if gradient_forces else []
             if self.compute_stress:
                 cell = cell.reshape(-1, 3, 3)
                 volume = torch.linalg.det(cell.detach()).abs().reshape(-1, 1, 1)
@@ -147,10 +161,12 @@ class ForceField(EquigraphModel):
             result = {K.ENERGY: energy}
             if K.NODE_ENERGY in self.outputs:
                 result[K.NODE_ENERGY] = out[K.NODE_Y].squeeze(-1)
+            if self.direct_forces is not None:
+                result[K.FORCES] = out[self.direct_forces].reshape(pos.size(0), -1, 3).sum(dim=1)
             if wrt:
                 grads = torch.autograd.grad(energy.sum(), wrt, create_graph=self.training, allow_unused=True)
                 grads = [torch.zeros_like(w) if g is None else g for g, w in zip(grads, wrt)]
-                if self.compute_forces:
+                if gradient_forces:
                     result[K.FORCES] = -grads[0]
                 if self.compute_stress:
                     result[K.STRESS] = grads[-1] / volume
@@ -158,4 +174,5 @@ class ForceField(EquigraphModel):
 
     def __repr__(self) -> str:
         return (f"{self.__class__.__name__}({self.model!r}, energy_key={self.energy_key!r}, "
-                f"forces={self.compute_forces}, stress={self.compute_stress})")
+                f"forces={self.compute_forces}, stress={self.compute_stress}"
+                + (f", direct_forces={self.direct_forces!r})" if self.direct_forces else ")"))

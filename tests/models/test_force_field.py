@@ -257,3 +257,25 @@ def test_node_energy_is_declared_for_models_without_declarations():
 
     ff = ForceField(Pair())
     assert set(ff(_molecule(3))) == set(ff.outputs)
+
+
+def test_direct_force_head():
+    # The option for speed: forces from an equivariant vector output, no backward pass.
+    from equigraph.testing import assert_equivariant
+
+    torch.manual_seed(0)
+    spec = {"name": "egnn", "hidden_channels": 8, "num_layers": 2, "out_channels": 1, "update_coords": True,
+            "coords_agg": "sum", "interaction_graph": 3.0}
+    ff = ForceField(spec, direct_forces="vec").double().eval()
+    for p in ff.model.parameters():
+        torch.nn.init.normal_(p, std=0.3)
+    data = _molecule()
+    data.pos = data.pos.double()
+    out = ff(data)
+    assert out["forces"].shape == data.pos.shape and float(out["forces"].abs().max()) > 0
+    torch.testing.assert_close(out["forces"], ff.model(data)["vec"][:, 0])
+    assert_equivariant(ff, data, "E3")
+    with pytest.raises(ValueError, match="direct_forces: 'h' must be a node-level vector output"):
+        ForceField(spec, direct_forces="h")
+    with pytest.raises(ValueError, match="set forces=True"):
+        ForceField(spec, forces=False, direct_forces="vec")
