@@ -1,10 +1,12 @@
 # Two entry points: `make demo` and `make test`. Both create .venv when it is missing.
+# `make docs` builds the documentation site into build/site (mkdocs build --strict); the
+# docs extra is installed with the others, so CI's `make test` builds the site too.
 VENV   ?= .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.equigraph-installed
-EXTRAS ?= test,chem
+EXTRAS ?= test,chem,docs
 
-.PHONY: demo test install clean-venv
+.PHONY: demo test docs install clean-venv
 
 install: $(STAMP)
 
@@ -21,6 +23,10 @@ demo: $(STAMP)
 
 test: $(STAMP)
 	$(PY) -m pytest -q -n 2 --doctest-modules equigraph tests
+
+# Warnings (a broken link, a docstring that does not parse) fail the build, as in CI.
+docs: $(STAMP)
+	NO_MKDOCS_2_WARNING=1 $(PY) -m mkdocs build --strict --site-dir build/site
 
 clean-venv:
 	rm -rf $(VENV)

@@ -39,6 +39,8 @@ from equigraph.models.registry import MODELS
 from equigraph.nn import BesselBasis, PolynomialCutoff, edge_length_and_unit, edge_vec
 from equigraph.testing import EnergyModelTests, assert_batch_consistent, assert_equivariant
 
+ROOT = Path(__file__).resolve().parent.parent
+
 
 class VectorConv(MessagePassing):
     r"""A scalar-vector interaction: with :math:`\mathbf{r}_{ij} = \mathbf{x}_j - \mathbf{x}_i
@@ -267,7 +269,7 @@ def train(quick: bool, out: str) -> None:
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="one epoch on a little EMT data (seconds)")
-    parser.add_argument("--out", default=str(Path(__file__).resolve().parent.parent / "runs" / "examples" / "tiny_potential"))
+    parser.add_argument("--out", default=str(ROOT / "runs" / "examples" / "tiny_potential"))
     args = parser.parse_args(argv)
     check_layer_and_model()
     status = run_test_suite()

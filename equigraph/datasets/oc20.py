@@ -761,8 +761,8 @@ class _OC20Splits(DataSplits):
     energies (per-graph scalars of ``energy``'s ``[1]`` shape; the base class reshapes
     ``y`` and ``energy`` only)."""
 
-    def values(self, key: str, split: str = "train") -> Tensor:
-        out = super().values(key, split)
+    def values(self, key: str, split: str = "train", level: Optional[str] = None) -> Tensor:
+        out = super().values(key, split, level)
         return out.reshape(-1, 1) if key in (ENERGY_RELAXED, ENERGY_INIT) else out
 
 

@@ -30,6 +30,48 @@ LOSSES.register("mse", nn.MSELoss)
 LOSSES.register("huber", nn.HuberLoss)
 
 
+class UnorientedNormalLoss(nn.Module):
+    r"""Loss of an unoriented direction (a surface normal known up to its sign), per row
+
+    .. math::
+        \ell(\hat n, n) = \frac{1}{N}\sum_i 1 - \frac{(\hat n_i \cdot n_i)^2}
+        {|\hat n_i|^2\, |n_i|^2 + \epsilon},
+
+    the mean over rows of :math:`\sin^2` of the angle between the lines: invariant to the
+    sign and the length of either vector (so the trainer's scale normalisation leaves it
+    unchanged), 0 when parallel, 1 when orthogonal; a zero row gives 1 with a finite gradient.
+
+    Args:
+        eps (float): added to the denominator, in units of :math:`|\hat n|^2 |n|^2`
+            (default: ``1e-12``).
+
+    Shapes:
+        - **input:** ``pred [N, D]``, ``true [N, D]`` (``D`` usually 3)
+        - **output:** a scalar
+
+    >>> loss = UnorientedNormalLoss()
+    >>> n = torch.tensor([[0.0, 0.0, 1.0], [1.0, 0.0, 0.0]])
+    >>> round(float(loss(-2 * n, n)), 6), round(float(loss(n.flip(0), n)), 6)
+    (0.0, 1.0)
+    """
+
+    def __init__(self, eps: float = 1e-12):
+        super().__init__()
+        if not eps > 0:
+            raise ValueError(f"eps: must be positive, got {eps!r}")
+        self.eps = float(eps)
+
+    def forward(self, pred: Tensor, true: Tensor) -> Tensor:
+        if pred.shape != true.shape or pred.dim() != 2:
+            raise ValueError(f"pred: expected the shape [N, D] of true {tuple(true.shape)}, got {tuple(pred.shape)}")
+        dot = (pred * true).sum(-1)
+        norms = pred.square().sum(-1) * true.square().sum(-1)
+        return (1.0 - dot.square() / (norms + self.eps)).mean()
+
+
+LOSSES.register("unoriented_normal", UnorientedNormalLoss)
+
+
 @dataclass
 class Target:
     """One trained quantity. ``scale`` normalises its errors in the loss (the train split's

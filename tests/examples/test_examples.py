@@ -30,6 +30,15 @@ def test_every_example_has_a_quick_mode_and_a_test():
         assert "--quick" in (EXAMPLES / name).read_text(), f"{name} has no --quick mode"
 
 
+def test_example_docstrings():
+    """The ``>>>`` examples of the examples' own docstrings (``make test`` runs doctests of
+    ``equigraph`` only)."""
+    files = sorted(str(p) for p in EXAMPLES.glob("*.py"))
+    proc = subprocess.run([sys.executable, "-m", "doctest", *files], cwd=ROOT, capture_output=True, text=True,
+                          timeout=300, env={**os.environ, "OMP_NUM_THREADS": "1"})
+    assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-4000:]
+
+
 def test_frame_averaging_pyg():
     out = run_example("frame_averaging_pyg.py", "--quick")
     assert "frame-averaged: passes" in out and "bare network: fails, as expected" in out

@@ -227,7 +227,7 @@ class EGNNConv(MessagePassing):
         coords_count: Optional[Tensor] = None,
         validate: bool = True,
     ) -> tuple[Tensor, Tensor, Optional[Tensor]]:
-        """Returns the updated ``(h, pos, vel)``; ``vel`` is :obj:`None` without
+        r"""Returns the updated ``(h, pos, vel)``; ``vel`` is :obj:`None` without
         ``velocity=True``.
 
         ``edge_weight`` ``[E, 1]`` multiplies each message and coordinate term (a cutoff
