@@ -63,56 +63,10 @@ MODELS = {
 }
 
 
-class OuterProduct(torch.nn.Module):
-    """A network's per-point 3-vector ``v`` as the sign-free tensor ``v v^T``, declared a
-    node-level ``"tensor"``: frame averaging then averages ``R v v^T R^T`` over the frame,
-    which no sign flip between frame elements can cancel."""
-
-    def __init__(self, net: torch.nn.Module):
-        super().__init__()
-        self.net = net
-
-    @property
-    def outputs(self):
-        from equigraph.models.contract import Output
-
-        return {"y": Output("tensor", "node")}
-
-    def forward(self, data):
-        v = self.net(data)["y"]
-        return {"y": v.unsqueeze(-1) * v.unsqueeze(-2)}
-
-
-class PrincipalAxis(torch.nn.Module):
-    """The principal axis of a frame-averaged ``v v^T`` as the vector ``y`` the loss and the
-    metric read: a column of ``(T / tr T)^(2^squarings)`` (repeated squaring converges to the
-    projector on the top eigenvector; the column of the largest diagonal entry is the one
-    furthest from zero). Differentiable everywhere, unlike an eigendecomposition of the
-    rank-1 ``T`` of a stochastic (one-element) training step, for which it returns ``v``
-    up to sign and length exactly."""
-
-    def __init__(self, net: torch.nn.Module, squarings: int = 5, eps: float = 1e-12):
-        super().__init__()
-        self.net, self.squarings, self.eps = net, squarings, eps
-
-    @property
-    def outputs(self):
-        from equigraph.models.contract import Output
-
-        return {"y": Output("vector", "node")}
-
-    def forward(self, data):
-        t = self.net(data)["y"]
-        for _ in range(self.squarings):
-            t = t / (t.diagonal(dim1=-2, dim2=-1).sum(-1)[..., None, None] + self.eps)
-            t = t @ t
-        col = t.diagonal(dim1=-2, dim2=-1).argmax(-1)
-        return {"y": t.gather(-1, col[:, None, None].expand(-1, 3, 1)).squeeze(-1)}
-
-
 def build(key: str, args, stochastic: bool = True) -> torch.nn.Module:
     from equigraph.models import FrameAveraging
     from equigraph.nn.backbones import DGCNN, FALocalPointNet, PointNet
+    from equigraph.nn.frames.heads import OuterProduct, PrincipalAxis
 
     _, backbone, fa = MODELS[key]
     # The raw backbones' 3 outputs are plain numbers until averaged: declared as such.
@@ -429,8 +383,8 @@ def report(args=None):
         "Costs: median of interleaved rounds of one training step (forward + backward) on one batch; "
         "`saved activations` are the bytes autograd keeps for backward (storages counted once); "
         "`ratio_to_backbone` divides by the backbone's own number. The full average runs the backbone on 8 "
-        "copies of the batch, the stochastic one on 1 copy (plus the PCA frames, the replication and the "
-        "averaging); time can grow faster than the 8 copies because the 8x larger tensors of one batch leave "
+        "copies of the batch, the stochastic one on 1 copy (plus the PCA frames, the replication, the "
+        "averaging and the trained `v v^T` head with its principal-axis readout: the models as trained here); time can grow faster than the 8 copies because the 8x larger tensors of one batch leave "
         "the allocator's cache for fresh pages on this machine.",
         "",
         "![errors](normals.png)",

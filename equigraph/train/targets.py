@@ -3,7 +3,7 @@ with which loss, weight and unit; and the statistics that put a model's outputs 
 units before training.
 
 A config's ``targets`` section names targets; each entry may set ``output`` (model key,
-default: the dataset's), ``key`` (data key), ``loss`` (``l1``, ``mse``, ``huber``; default
+default: the dataset's), ``key`` (data key), ``loss`` (``l1``, ``mse``, ``huber``, ``unoriented_normal``; default
 ``train.loss``), ``weight`` (1) and ``metric_unit`` (e.g. ``meV`` for an ``eV`` target).
 An empty section trains on every target the dataset declares.
 """
@@ -21,7 +21,7 @@ from equigraph.models.contract import declared_outputs
 from equigraph.registry import Registry
 from equigraph.train.units import conversion_factor
 
-__all__ = ["LOSSES", "Target", "resolve_targets", "fit_statistics", "pair"]
+__all__ = ["LOSSES", "Target", "resolve_targets", "fit_statistics", "pair", "UnorientedNormalLoss"]
 
 #: Loss functions by config name; each takes ``(pred, target)`` in normalised units.
 LOSSES = Registry("loss")

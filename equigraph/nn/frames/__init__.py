@@ -26,6 +26,8 @@ from .pca import (
 )
 from .transform import VECTOR_TYPES, check_value_shape, frame_transform
 
+from equigraph.nn.frames.heads import OuterProduct, PrincipalAxis
+
 __all__ = [
     "Frames",
     "DegenerateFrameWarning",
@@ -54,4 +56,6 @@ __all__ = [
     "input_level",
     "knn_index",
     "knn_edge_index",
+    "OuterProduct",
+    "PrincipalAxis",
 ]
