@@ -321,9 +321,9 @@ SEGNN_NOTE = (
     "the node attributes, |x_ij| and q_i q_j as message features, a 1o displacement added to the input "
     "position; lr 5e-4, weight decay 1e-12, batch 100), with positions centred on each system's centroid "
     "instead of the original's per-particle coordinate mean (SEGNN issue #12, which breaks equivariance). "
-    "The published 0.0043 is the paper's (1,000 epochs on a GPU); a user of the original code reported "
-    "0.0856 with the README command (RobDHess/Steerable-E3-GNN issue #2). The row here is a CPU-budget run "
-    "stopped by `train.max_time` (see the run line below), not the paper's 1,000 epochs.")
+    "The published 0.0043 is the paper's (its README command trains 1,000 epochs); a user of the original "
+    "code reported 0.0856 with that command (RobDHess/Steerable-E3-GNN issue #2). The row here is a "
+    "CPU-budget run stopped by `train.max_time` (see the run line below), far short of 1,000 epochs.")
 TFN_NOTE = (
     "TFN: `configs/nbody_tfn.yaml`, equigraph's TFN (4 convolutions, gated nonlinearities, hidden "
     "32x0e+16x1o+8x2e, harmonics up to l = 2, radial MLP on 16 Bessel functions over [0, 20], no envelope on "

@@ -105,8 +105,32 @@ class EquigraphModel(torch.nn.Module):
 
     def normalizer(self, key: str):
         """The :class:`~equigraph.models.readout.Readout` whose ``scale``, ``shift`` and
-        ``atom_ref`` buffers set the physical units of output ``key``, or :obj:`None`."""
-        return None
+        ``atom_ref`` buffers set the physical units of output ``key``, or :obj:`None`: by
+        default ``self.readout`` (when set) for ``"y"``."""
+        return getattr(self, "readout", None) if key == K.Y else None
+
+    def readout_outputs(self) -> Dict[str, Output]:
+        """The declarations of what :meth:`apply_readout` returns: ``"y"`` (per graph, or per
+        node without pooling) and ``"node_y"`` when the readout sums per-node
+        contributions; empty when ``self.readout`` is :obj:`None` or missing."""
+        readout = getattr(self, "readout", None)
+        if readout is None:
+            return {}
+        out = {K.Y: Output("scalar", "node" if readout.reduce is None else "graph")}
+        if readout.has_node_contributions:
+            out[K.NODE_Y] = Output("scalar", "node")
+        return out
+
+    def apply_readout(self, h: Tensor, batch: Optional[Tensor], num_graphs: Optional[int],
+                      z: Optional[Tensor] = None) -> Dict[str, Tensor]:
+        """``{"y": ...}`` of ``self.readout`` (a :class:`~equigraph.models.readout.Readout`)
+        on the invariant node features ``h``, with the per-node contributions ``"node_y"``
+        when the readout pools and has them."""
+        y, nodes = self.readout(h, batch, num_graphs, z=z, return_nodes=True)
+        out = {K.Y: y}
+        if nodes is not None and self.readout.reduce is not None:
+            out[K.NODE_Y] = nodes
+        return out
 
 
 def declared_outputs(module) -> Optional[Dict[str, Output]]:

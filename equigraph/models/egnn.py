@@ -200,14 +200,8 @@ class EGNN(EquigraphModel):
         out = {K.H: Output("scalar", "node"), K.POS: Output("point", "node"), K.VEC: Output("vector", "node")}
         if self.use_velocity:
             out[K.VEL] = Output("vector", "node")
-        if self.readout is not None:
-            out[K.Y] = Output("scalar", "node" if self.readout.reduce is None else "graph")
-            if self.readout.has_node_contributions:
-                out[K.NODE_Y] = Output("scalar", "node")
+        out.update(self.readout_outputs())
         return out
-
-    def normalizer(self, key: str):
-        return self.readout if key == K.Y else None
 
     def forward(self, data) -> Dict[str, Tensor]:
         pos = inputs.positions(data, self.embedding.weight.dtype)
@@ -253,10 +247,7 @@ class EGNN(EquigraphModel):
             out[K.VEL] = vel_out
         if self.readout is not None:
             num_graphs = getattr(data, "num_graphs", None) if batch is not None else 1
-            y, nodes = self.readout(h, batch, num_graphs, z=z, return_nodes=True)
-            out[K.Y] = y
-            if nodes is not None and self.readout.reduce is not None:
-                out[K.NODE_Y] = nodes
+            out.update(self.apply_readout(h, batch, num_graphs, z))
         return out
 
     def __repr__(self) -> str:

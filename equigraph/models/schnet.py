@@ -176,14 +176,8 @@ class SchNet(EquigraphModel):
     @property
     def outputs(self) -> Dict[str, Output]:
         out = {K.H: Output("scalar", "node")}
-        if self.readout is not None:
-            out[K.Y] = Output("scalar", "node" if self.readout.reduce is None else "graph")
-            if self.readout.has_node_contributions:
-                out[K.NODE_Y] = Output("scalar", "node")
+        out.update(self.readout_outputs())
         return out
-
-    def normalizer(self, key: str):
-        return self.readout if key == K.Y else None
 
     def forward(self, data) -> Dict[str, Tensor]:
         pos = inputs.positions(data, self.embedding.weight.dtype)
@@ -203,10 +197,7 @@ class SchNet(EquigraphModel):
         out = {K.H: h}
         if self.readout is not None:
             num_graphs = getattr(data, "num_graphs", None) if batch is not None else 1
-            y, nodes = self.readout(h, batch, num_graphs, z=z, return_nodes=True)
-            out[K.Y] = y
-            if nodes is not None and self.readout.reduce is not None:
-                out[K.NODE_Y] = nodes
+            out.update(self.apply_readout(h, batch, num_graphs, z))
         return out
 
     @classmethod

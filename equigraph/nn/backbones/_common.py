@@ -1,11 +1,13 @@
-"""What the backbones share: validation of the declared output and reading the inputs."""
+"""What the backbones share: validation of the declared output and the widths, reading the
+inputs, and the pooled readout of the PointNet-style networks."""
 from __future__ import annotations
 
-from typing import Optional, Tuple
+from typing import Dict, Optional, Tuple
 
 import torch
 from torch import Tensor
 from e3nn import o3
+from torch_geometric.nn import MLP, global_max_pool
 
 from equigraph.data import keys as K
 from equigraph.symmetry import Output, TypeSpec, parse_type
@@ -41,6 +43,21 @@ def positive_int(value, name: str, model: str) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or value < 1:
         raise ValueError(f"{model}: {name} must be a positive int, got {value!r}")
     return value
+
+
+def non_negative_int(value, name: str, model: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise ValueError(f"{model}: {name} must be an int >= 0, got {value!r}")
+    return value
+
+
+def check_widths(in_channels, hidden_channels, global_channels, num_layers, model: str) -> Tuple[int, int, int, int]:
+    """``(in_channels, hidden_channels, global_channels, num_layers)`` of a point-cloud
+    backbone, checked in that order: ``in_channels >= 0``, the others positive."""
+    return (non_negative_int(in_channels, "in_channels", model),
+            positive_int(hidden_channels, "hidden_channels", model),
+            positive_int(global_channels, "global_channels", model),
+            positive_int(num_layers, "num_layers", model))
 
 
 def declare(type_: TypeSpec, level: str, key: str = K.Y) -> dict:
@@ -82,3 +99,43 @@ def num_graphs(data, batch: Tensor) -> int:
         return n
     return int(batch.max()) + 1 if batch.numel() else 0
 
+
+
+class PooledBackbone(torch.nn.Module):
+    """Base of the PointNet-style backbones: per-point features of width ``local_width``
+    are lifted by ``self.lift`` and max-pooled into one feature per cloud, and ``self.head``
+    maps the cloud feature (``level="graph"``) or each point's features concatenated with
+    its cloud's (``level="node"``) to ``"y"``. Subclasses set ``out_type``, ``level``,
+    ``out_channels``, ``hidden_channels`` and ``global_channels``, call
+    :meth:`build_readout`, and list their other trained modules in :meth:`encoders`."""
+
+    def build_readout(self, local_width: int, act, norm) -> None:
+        self.lift = MLP([local_width, self.global_channels], act=act, norm=norm, plain_last=False)
+        head_in = self.global_channels + (local_width if self.level == "node" else 0)
+        self.head = MLP([head_in, self.hidden_channels, self.out_channels], act=act, norm=norm)
+
+    def encoders(self):
+        """The modules before the readout, reset in this order before ``lift`` and ``head``."""
+        return (self.local,)
+
+    def reset_parameters(self):
+        for module in self.encoders():
+            module.reset_parameters()
+        self.lift.reset_parameters()
+        self.head.reset_parameters()
+
+    @property
+    def outputs(self):
+        """``{"y": Output(out_type, level)}``."""
+        return declare(self.out_type, self.level)
+
+    def pool(self, local: Tensor, batch: Tensor, data) -> Tensor:
+        """``[G, global_channels]``: the max over each cloud of ``lift(local)``."""
+        return global_max_pool(self.lift(local), batch, size=num_graphs(data, batch))
+
+    def predict(self, local: Tensor, batch: Tensor, data) -> Dict[str, Tensor]:
+        """``{"y": head(g)}`` per cloud, or ``head([local_i, g])`` per point."""
+        g = self.pool(local, batch, data)
+        if self.level == "node":
+            return {K.Y: self.head(torch.cat([local, g[batch]], dim=-1))}
+        return {K.Y: self.head(g)}

@@ -6,17 +6,16 @@ from typing import Dict, Optional
 
 import torch
 from torch import Tensor
-from torch_geometric.nn import MLP, EdgeConv, global_max_pool
+from torch_geometric.nn import MLP, EdgeConv
 
-from equigraph.data import keys as K
 from equigraph.nn.frames.knn import knn_edge_index, knn_index
 
-from ._common import declare, num_graphs, positive_int, read_points, resolve_output
+from ._common import PooledBackbone, check_widths, positive_int, read_points, resolve_output
 
 __all__ = ["DGCNN"]
 
 
-class DGCNN(torch.nn.Module):
+class DGCNN(PooledBackbone):
     r"""The dynamic graph CNN from the `"Dynamic Graph CNN for Learning on Point Clouds"
     <https://arxiv.org/abs/1801.07829>`_ paper: ``num_layers`` PyG
     :class:`~torch_geometric.nn.conv.EdgeConv` layers, each on the ``k``-nearest-neighbour
@@ -79,12 +78,8 @@ class DGCNN(torch.nn.Module):
         super().__init__()
         name = type(self).__name__
         self.out_type, self.level, self.out_channels = resolve_output(out_type, level, out_channels, name)
-        if isinstance(in_channels, bool) or not isinstance(in_channels, int) or in_channels < 0:
-            raise ValueError(f"{name}: in_channels must be an int >= 0, got {in_channels!r}")
-        self.in_channels = in_channels
-        self.hidden_channels = positive_int(hidden_channels, "hidden_channels", name)
-        self.global_channels = positive_int(global_channels, "global_channels", name)
-        self.num_layers = positive_int(num_layers, "num_layers", name)
+        self.in_channels, self.hidden_channels, self.global_channels, self.num_layers = check_widths(
+            in_channels, hidden_channels, global_channels, num_layers, name)
         self.k = positive_int(k, "k", name)
         self.dynamic = bool(dynamic)
         # Submodules initialise themselves on construction; fork_rng keeps those draws off the
@@ -96,21 +91,11 @@ class DGCNN(torch.nn.Module):
                          aggr="max")
                 for c_in in widths[:-1]
             ])
-            self.lift = MLP([num_layers * hidden_channels, global_channels], act=act, norm=norm, plain_last=False)
-            head_in = global_channels + (num_layers * hidden_channels if level == "node" else 0)
-            self.head = MLP([head_in, hidden_channels, self.out_channels], act=act, norm=norm)
+            self.build_readout(num_layers * hidden_channels, act, norm)
         self.reset_parameters()
 
-    def reset_parameters(self):
-        for conv in self.convs:
-            conv.reset_parameters()
-        self.lift.reset_parameters()
-        self.head.reset_parameters()
-
-    @property
-    def outputs(self):
-        """``{"y": Output(out_type, level)}``."""
-        return declare(self.out_type, self.level)
+    def encoders(self):
+        return self.convs
 
     def forward(self, data) -> Dict[str, Tensor]:
         pos, batch, x = read_points(data, self.in_channels, type(self).__name__)
@@ -122,11 +107,7 @@ class DGCNN(torch.nn.Module):
                 edge_index = knn_edge_index(knn_index(h, self.k, batch))
             h = conv(h, edge_index)
             features.append(h)
-        local = torch.cat(features, dim=-1)
-        g = global_max_pool(self.lift(local), batch, size=num_graphs(data, batch))
-        if self.level == "node":
-            return {K.Y: self.head(torch.cat([local, g[batch]], dim=-1))}
-        return {K.Y: self.head(g)}
+        return self.predict(torch.cat(features, dim=-1), batch, data)
 
     def __repr__(self) -> str:
         return (f"{type(self).__name__}(out_type={self.out_type!s}, level={self.level}, "

@@ -13,7 +13,7 @@ from torch_geometric.nn.resolver import activation_resolver
 from equigraph.data import keys as K
 from equigraph.graph import FullInteractionGraph, RadiusInteractionGraph
 
-from ._common import declare, positive_int, read_points
+from ._common import declare, non_negative_int, positive_int, read_points
 
 __all__ = ["GNN", "GCL"]
 
@@ -143,10 +143,9 @@ class GNN(torch.nn.Module):
         name = type(self).__name__
         self.hidden_channels = positive_int(hidden_channels, "hidden_channels", name)
         self.num_layers = positive_int(num_layers, "num_layers", name)
-        for arg, value in (("edge_dim", edge_dim), ("in_channels", in_channels)):
-            if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-                raise ValueError(f"{name}: {arg} must be an int >= 0, got {value!r}")
-        self.edge_dim, self.in_channels, self.use_velocity = edge_dim, in_channels, bool(use_velocity)
+        self.edge_dim = non_negative_int(edge_dim, "edge_dim", name)
+        self.in_channels = non_negative_int(in_channels, "in_channels", name)
+        self.use_velocity = bool(use_velocity)
         self.interaction_graph = _interaction_graph(interaction_graph)
         # Submodules initialise themselves on construction; fork_rng keeps those draws off the
         # global generator, so a model built after torch.manual_seed(s) equals one reset after it.

@@ -5,19 +5,19 @@ from typing import Dict, Optional
 
 import torch
 from torch import Tensor
-from torch_geometric.nn import MLP, global_max_pool
+from torch_geometric.nn import MLP
 
 from equigraph.data import keys as K
 from equigraph.nn.frames.knn import knn_index
 from equigraph.nn.frames.pca import DegeneracyCounter, check_group, check_tol, local_pca_frames
 from equigraph.nn.frames.transform import frame_transform
 
-from ._common import declare, num_graphs, positive_int, read_points, resolve_output
+from ._common import PooledBackbone, check_widths, positive_int, read_points, resolve_output
 
 __all__ = ["FALocalPointNet"]
 
 
-class FALocalPointNet(DegeneracyCounter, torch.nn.Module):
+class FALocalPointNet(DegeneracyCounter, PooledBackbone):
     r"""FA-Local-PointNet after `"Frame Averaging for Invariant and Equivariant Network
     Design" <https://arxiv.org/abs/2110.03336>`_ (Puny et al. 2022, normal estimation):
     every point gets the PCA frame :math:`\mathcal{F}_i` of its ``k`` nearest points
@@ -90,12 +90,8 @@ class FALocalPointNet(DegeneracyCounter, torch.nn.Module):
         if self.k < 3:
             raise ValueError(f"{name}: k must be at least 3 (a local PCA frame needs 3 points), got {k}")
         self.group = check_group(group)
-        if isinstance(in_channels, bool) or not isinstance(in_channels, int) or in_channels < 0:
-            raise ValueError(f"{name}: in_channels must be an int >= 0, got {in_channels!r}")
-        self.in_channels = in_channels
-        self.hidden_channels = positive_int(hidden_channels, "hidden_channels", name)
-        self.global_channels = positive_int(global_channels, "global_channels", name)
-        self.num_layers = positive_int(num_layers, "num_layers", name)
+        self.in_channels, self.hidden_channels, self.global_channels, self.num_layers = check_widths(
+            in_channels, hidden_channels, global_channels, num_layers, name)
         if tol is not None:
             check_tol(tol, torch.float64)
         self.tol = tol
@@ -103,20 +99,8 @@ class FALocalPointNet(DegeneracyCounter, torch.nn.Module):
         # global generator, so a model built after torch.manual_seed(s) equals one reset after it.
         with torch.random.fork_rng(devices=[]):
             self.local = MLP([3 + in_channels] + [hidden_channels] * num_layers, act=act, norm=None, plain_last=False)
-            self.lift = MLP([hidden_channels, global_channels], act=act, norm=None, plain_last=False)
-            head_in = global_channels + (hidden_channels if level == "node" else 0)
-            self.head = MLP([head_in, hidden_channels, self.out_channels], act=act, norm=None)
+            self.build_readout(hidden_channels, act, None)
         self.reset_parameters()
-
-    def reset_parameters(self):
-        self.local.reset_parameters()
-        self.lift.reset_parameters()
-        self.head.reset_parameters()
-
-    @property
-    def outputs(self):
-        """``{"y": Output(out_type, level)}``."""
-        return declare(self.out_type, self.level)
 
     def forward(self, data) -> Dict[str, Tensor]:
         pos, batch, x = read_points(data, self.in_channels, type(self).__name__)
@@ -130,7 +114,7 @@ class FALocalPointNet(DegeneracyCounter, torch.nn.Module):
         if x is not None:
             canonical = torch.cat([canonical, x[neighbours].unsqueeze(1).expand(-1, num_frames, -1, -1)], dim=-1)
         e = self.local(canonical).amax(dim=2)  # [N, F, hidden]
-        c = global_max_pool(self.lift(e.mean(dim=1)), batch, size=num_graphs(data, batch))
+        c = self.pool(e.mean(dim=1), batch, data)
         if self.level == "graph":
             return {K.Y: self.head(c)}
         y = self.head(torch.cat([e, c[batch].unsqueeze(1).expand(-1, num_frames, -1)], dim=-1))

@@ -5,16 +5,14 @@ from typing import Dict, Optional
 
 import torch
 from torch import Tensor
-from torch_geometric.nn import MLP, global_max_pool
+from torch_geometric.nn import MLP
 
-from equigraph.data import keys as K
-
-from ._common import declare, num_graphs, positive_int, read_points, resolve_output
+from ._common import PooledBackbone, check_widths, read_points, resolve_output
 
 __all__ = ["PointNet"]
 
 
-class PointNet(torch.nn.Module):
+class PointNet(PooledBackbone):
     r"""PointNet from the `"PointNet: Deep Learning on Point Sets for 3D Classification and
     Segmentation" <https://arxiv.org/abs/1612.00593>`_ paper, without its input and
     feature transform nets: a shared MLP on the raw coordinates (and features) of every
@@ -76,38 +74,18 @@ class PointNet(torch.nn.Module):
         super().__init__()
         name = type(self).__name__
         self.out_type, self.level, self.out_channels = resolve_output(out_type, level, out_channels, name)
-        if isinstance(in_channels, bool) or not isinstance(in_channels, int) or in_channels < 0:
-            raise ValueError(f"{name}: in_channels must be an int >= 0, got {in_channels!r}")
-        self.in_channels = in_channels
-        self.hidden_channels = positive_int(hidden_channels, "hidden_channels", name)
-        self.global_channels = positive_int(global_channels, "global_channels", name)
-        self.num_layers = positive_int(num_layers, "num_layers", name)
+        self.in_channels, self.hidden_channels, self.global_channels, self.num_layers = check_widths(
+            in_channels, hidden_channels, global_channels, num_layers, name)
         # Submodules initialise themselves on construction; fork_rng keeps those draws off the
         # global generator, so a model built after torch.manual_seed(s) equals one reset after it.
         with torch.random.fork_rng(devices=[]):
             self.local = MLP([3 + in_channels] + [hidden_channels] * num_layers, act=act, norm=norm, plain_last=False)
-            self.lift = MLP([hidden_channels, global_channels], act=act, norm=norm, plain_last=False)
-            head_in = global_channels + (hidden_channels if level == "node" else 0)
-            self.head = MLP([head_in, hidden_channels, self.out_channels], act=act, norm=norm)
+            self.build_readout(hidden_channels, act, norm)
         self.reset_parameters()
-
-    def reset_parameters(self):
-        self.local.reset_parameters()
-        self.lift.reset_parameters()
-        self.head.reset_parameters()
-
-    @property
-    def outputs(self):
-        """``{"y": Output(out_type, level)}``."""
-        return declare(self.out_type, self.level)
 
     def forward(self, data) -> Dict[str, Tensor]:
         pos, batch, x = read_points(data, self.in_channels, type(self).__name__)
-        h = self.local(pos if x is None else torch.cat([pos, x], dim=-1))
-        g = global_max_pool(self.lift(h), batch, size=num_graphs(data, batch))
-        if self.level == "node":
-            return {K.Y: self.head(torch.cat([h, g[batch]], dim=-1))}
-        return {K.Y: self.head(g)}
+        return self.predict(self.local(pos if x is None else torch.cat([pos, x], dim=-1)), batch, data)
 
     def __repr__(self) -> str:
         return (f"{type(self).__name__}(out_type={self.out_type!s}, level={self.level}, "
