@@ -10,10 +10,12 @@ from .force_field import ForceField
 from .io import load, save
 from .frame_averaging import FrameAveraging, GroupAveraging
 from .schnet import SchNet
+from .segnn import SEGNN
+from .tfn import TFN
 
 __all__ = [
     "EquigraphModel", "Output", "Graph", "declared_outputs", "resolve_interaction_graph",
-    "EGNN", "ForceField", "Readout", "FrameAveraging", "GroupAveraging", "SchNet",
+    "EGNN", "ForceField", "Readout", "FrameAveraging", "GroupAveraging", "SchNet", "SEGNN", "TFN",
     "MODELS", "register_model", "build_model", "available_models",
     "save", "load",
 ]
