@@ -441,9 +441,6 @@ class SEGNN(EquigraphModel):
             out[K.VEC] = Output("vector", "node")
         return out
 
-    def normalizer(self, key: str):
-        return self.readout if key == K.Y else None
-
     def _node_attributes(self, edge_sh: Tensor, edge_index: Tensor, weight: Tensor, num_nodes: int) -> Tensor:
         # The smooth mean: neighbours fade in and out with the envelope weight, and the
         # trivial attribute (that of a node without neighbours) has weight one.

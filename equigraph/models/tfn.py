@@ -243,9 +243,6 @@ class TFN(EquigraphModel):
             out[K.VEC] = Output("vector", "node")
         return out
 
-    def normalizer(self, key: str):
-        return self.readout if key == K.Y else None
-
     def forward(self, data) -> Dict[str, Tensor]:
         dtype = self.convs[0].radial[0].weight.dtype
         pos = inputs.positions(data, dtype)
@@ -275,10 +272,7 @@ class TFN(EquigraphModel):
         out = {K.H: h}
         if self.readout is not None:
             start, stop = self._scalar_slice
-            y, nodes = self.readout(h[:, start:stop], batch, num_graphs, z=z, return_nodes=True)
-            out[K.Y] = y
-            if nodes is not None and self.readout.reduce is not None:
-                out[K.NODE_Y] = nodes
+            out.update(self.apply_readout(h[:, start:stop], batch, num_graphs, z))
         if self.output_conv is not None:
             disp = self.output_conv(h, pos, edge_index, shift=shift, cell=cell, batch=batch)
             out[K.POS] = pos + disp
