@@ -204,6 +204,8 @@ def test_smoothness_check_catches_segnn_without_envelope():
 def test_weighted_messages_with_unit_weights_equal_segnnconv():
     model = _model("energy")
     conv = model.convs[0]
+    # The model validates its inputs once per forward and runs plain SEGNNConv layers unchecked.
+    assert type(conv) is SEGNNConv and not conv.validate
     plain = SEGNNConv(conv.irreps_in, conv.irreps_hidden, conv.irreps_out, conv.irreps_edge_attr,
                       conv.irreps_node_attr, additional_message_irreps=conv.additional_message_irreps)
     plain.load_state_dict(conv.state_dict())
@@ -334,6 +336,7 @@ def test_bad_atomic_numbers_and_scalar_inputs():
     ({"scalar_inputs": ["q", "q"]}, "scalar_inputs lists a key twice"),
     ({"norm": "layer"}, "norm must be one of"),
     ({"interaction_graph": "ring"}, "interaction_graph"),
+    ({"tp_backend": "jax"}, r"tp_backend must be one of \('e3nn', 'cueq'\)"),
 ])
 def test_bad_constructor_arguments(kwargs, match):
     with pytest.raises(ValueError, match=match):

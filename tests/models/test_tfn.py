@@ -194,6 +194,8 @@ def test_zero_length_edges():
         _model("molecule")(data)
     out = _model("molecule", allow_zero_length=True)(data)
     assert all(bool(torch.isfinite(v).all()) for v in out.values())
+    # The model checks once; its convolutions are built with validate=False.
+    assert not any(conv.validate for conv in _model("molecule").convs)
 
 
 def _bad(name):
@@ -250,6 +252,7 @@ def test_bad_input(name, match):
     ({"num_layers": 0}, "num_layers must be an int >= 1"),
     ({"scalar_inputs": "q"}, "scalar_inputs must be a list of data keys"),
     ({"in_channels": 0}, "in_channels must be an int >= 1"),
+    ({"tp_backend": "jax"}, r"tp_backend must be one of \('e3nn', 'cueq'\)"),
 ])
 def test_bad_constructor_arguments(kwargs, match):
     with pytest.raises(ValueError, match=match):

@@ -9,6 +9,7 @@ from torch import Tensor
 from torch_geometric.nn import MessagePassing
 from torch_geometric.utils import scatter
 
+from ..steerable.cueq import check_tp_backend
 from ..steerable.gate import Gate
 from ..steerable.irreps import as_irreps
 from ..steerable.norm import BatchNorm, InstanceNorm
@@ -48,7 +49,9 @@ class SEGNNConv(MessagePassing):
     output is normalized by :class:`~equigraph.nn.steerable.InstanceNorm`; with
     ``norm="batch"`` both the messages and the output by
     :class:`~equigraph.nn.steerable.BatchNorm`, as in SEGNN. A node without neighbours
-    gets :math:`\mathbf{m}_i = \mathbf{0}`.
+    gets :math:`\mathbf{m}_i = \mathbf{0}`. With ``edge_weight`` :math:`w_{ij}` the sum is
+    :math:`\mathbf{m}_i = \sum_j w_{ij}\, \mathbf{m}_{ij}` (e.g. a smooth cutoff envelope
+    :math:`u(r_{ij})`, so that messages fade out at the cutoff).
 
     :meth:`message` computes :math:`\mathbf{m}_{ij}` from ``x_i``, ``x_j``, the edge
     attributes and the additional features; PyG's ``"add"`` aggregation sums it.
@@ -69,6 +72,12 @@ class SEGNNConv(MessagePassing):
         norm (str, optional): :obj:`None`, ``"instance"`` or ``"batch"``.
             (default: :obj:`None`)
         residual (bool, optional): add :math:`\mathbf{h}_i`. (default: :obj:`True`)
+        validate (bool, optional): check the shapes and indices of the inputs in every
+            call; a model that validates its inputs once per forward builds its layers
+            with :obj:`False`. (default: :obj:`True`)
+        tp_backend (str, optional): backend of the tensor products, ``"e3nn"`` or
+            ``"cueq"`` (see :class:`~equigraph.nn.steerable.O3TensorProduct`).
+            (default: ``"e3nn"``)
         **kwargs (optional): Additional arguments of
             :class:`torch_geometric.nn.conv.MessagePassing` (aggregation fixed to ``"add"``).
 
@@ -80,6 +89,7 @@ class SEGNNConv(MessagePassing):
           edge attributes :math:`(|\mathcal{E}|, \text{irreps\_edge\_attr.dim})`,
           node attributes :math:`(|\mathcal{V}|, \text{irreps\_node\_attr.dim})`,
           additional message features :math:`(|\mathcal{E}|, \text{dim})` *(optional)*,
+          edge weights :math:`(|\mathcal{E}|)` *(optional)*,
           batch vector :math:`(|\mathcal{V}|)` *(optional, for* ``norm="instance"`` *)*
         - **output:** node features :math:`(|\mathcal{V}|, \text{irreps\_out.dim})`
 
@@ -108,6 +118,8 @@ class SEGNNConv(MessagePassing):
         additional_message_irreps=None,
         norm: Optional[str] = None,
         residual: bool = True,
+        validate: bool = True,
+        tp_backend: str = "e3nn",
         **kwargs,
     ):
         if kwargs.get("aggr", "add") not in ("add", "sum"):
@@ -131,7 +143,8 @@ class SEGNNConv(MessagePassing):
             raise ValueError(f"norm must be one of {_NORMS}, got {norm!r}")
         if residual and self.irreps_out != self.irreps_in:
             raise ValueError(f"residual=True needs irreps_out == irreps_in, got {self.irreps_out} != {self.irreps_in}")
-        self.norm, self.residual = norm, bool(residual)
+        self.norm, self.residual, self.validate = norm, bool(residual), bool(validate)
+        self.tp_backend = check_tp_backend("tp_backend", tp_backend)
         # Plain ints for the input checks: torch.compile cannot guard on e3nn Irrep objects.
         self._in_dim, self._edge_dim = self.irreps_in.dim, self.irreps_edge_attr.dim
         self._node_dim, self._extra_dim = self.irreps_node_attr.dim, self.additional_message_irreps.dim
@@ -147,10 +160,15 @@ class SEGNNConv(MessagePassing):
         # Sub-layers initialise themselves; only reset_parameters() below draws from the
         # global RNG, so that a layer built after torch.manual_seed(s) equals one reset after it.
         with torch.random.fork_rng(devices=[]):
-            self.message_layer_1 = O3TensorProductGate(message_in, self.irreps_hidden, self.irreps_edge_attr)
-            self.message_layer_2 = O3TensorProductGate(self.irreps_hidden, self.irreps_hidden, self.irreps_edge_attr)
-            self.update_layer_1 = O3TensorProductGate(update_in, self.irreps_hidden, self.irreps_node_attr)
-            self.update_layer_2 = O3TensorProduct(self.irreps_hidden, self.irreps_out, self.irreps_node_attr)
+            backend = self.tp_backend
+            self.message_layer_1 = O3TensorProductGate(message_in, self.irreps_hidden, self.irreps_edge_attr,
+                                                       backend=backend)
+            self.message_layer_2 = O3TensorProductGate(self.irreps_hidden, self.irreps_hidden, self.irreps_edge_attr,
+                                                       backend=backend)
+            self.update_layer_1 = O3TensorProductGate(update_in, self.irreps_hidden, self.irreps_node_attr,
+                                                      backend=backend)
+            self.update_layer_2 = O3TensorProduct(self.irreps_hidden, self.irreps_out, self.irreps_node_attr,
+                                                  backend=backend)
         self.feature_norm = self.message_norm = None
         if norm == "instance":
             self.feature_norm = InstanceNorm(self.irreps_out)
@@ -174,11 +192,13 @@ class SEGNNConv(MessagePassing):
         node_attr: Tensor,
         additional_message_features: Optional[Tensor] = None,
         batch: Optional[Tensor] = None,
+        edge_weight: Optional[Tensor] = None,
     ) -> Tensor:
-        self._check_inputs(x, edge_index, edge_attr, node_attr, additional_message_features, batch)
+        if self.validate:
+            self._check_inputs(x, edge_index, edge_attr, node_attr, additional_message_features, batch, edge_weight)
         num_nodes = x.size(0)
         msg = self.propagate(edge_index, x=x, edge_attr=edge_attr, extra=additional_message_features,
-                             size=(num_nodes, num_nodes))
+                             edge_weight=edge_weight, size=(num_nodes, num_nodes))
         out = self.update_layer_1(torch.cat([x, msg], dim=-1), node_attr)
         out = self.update_layer_2(out, node_attr)
         if self.residual:
@@ -189,19 +209,22 @@ class SEGNNConv(MessagePassing):
             out = self.feature_norm(out)
         return out
 
-    def message(self, x_i: Tensor, x_j: Tensor, edge_attr: Tensor, extra: Optional[Tensor]) -> Tensor:
+    def message(self, x_i: Tensor, x_j: Tensor, edge_attr: Tensor, extra: Optional[Tensor],
+                edge_weight: Optional[Tensor]) -> Tensor:
         parts = [x_i, x_j] if extra is None else [x_i, x_j, extra]
         m = self.message_layer_1(torch.cat(parts, dim=-1), edge_attr)
         m = self.message_layer_2(m, edge_attr)
         if self.message_norm is not None:
             m = self.message_norm(m)
+        if edge_weight is not None:
+            m = m * edge_weight.reshape(-1, 1)
         return m
 
     def aggregate(self, inputs: Tensor, index: Tensor, ptr: Optional[Tensor] = None,
                   dim_size: Optional[int] = None) -> Tensor:
         return scatter(inputs, index, dim=0, dim_size=dim_size, reduce="sum")
 
-    def _check_inputs(self, x, edge_index, edge_attr, node_attr, extra, batch):
+    def _check_inputs(self, x, edge_index, edge_attr, node_attr, extra, batch, edge_weight=None):
         if not isinstance(x, Tensor) or x.dim() != 2 or x.size(-1) != self._in_dim:
             raise ValueError(f"x must have shape [N, {self._in_dim}] (irreps_in {self.irreps_in}), "
                              f"got {list(getattr(x, 'shape', []))}")
@@ -236,10 +259,14 @@ class SEGNNConv(MessagePassing):
                              "additional_message_irreps")
         if batch is not None and batch.shape != (n,):
             raise ValueError(f"batch must have shape [N={n}], got {list(batch.shape)}")
+        if edge_weight is not None and (not isinstance(edge_weight, Tensor)
+                                        or edge_weight.shape not in ((e,), (e, 1))):
+            raise ValueError(f"edge_weight must have shape [E={e}], got {list(getattr(edge_weight, 'shape', []))}")
 
     def __repr__(self) -> str:
         extra = self.additional_message_irreps
         extra = f", additional_message_irreps={extra}" if extra else ""
         norm = f", norm={self.norm!r}" if self.norm else ""
+        backend = f", tp_backend={self.tp_backend!r}" if self.tp_backend != "e3nn" else ""
         return (f"{self.__class__.__name__}({self.irreps_in} -> {self.irreps_out}, hidden={self.irreps_hidden}, "
-                f"edge_attr={self.irreps_edge_attr}, node_attr={self.irreps_node_attr}{extra}{norm})")
+                f"edge_attr={self.irreps_edge_attr}, node_attr={self.irreps_node_attr}{extra}{norm}{backend})")

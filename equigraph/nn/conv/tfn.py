@@ -16,6 +16,7 @@ from ..geometry import DEFAULT_EPS, check_edge_vec_inputs, edge_length_and_unit,
 from ..radial import BesselBasis
 from ..steerable._precision import ExactConstants, float64_default
 from ..steerable.attributes import check_edge_lengths
+from ..steerable.cueq import CueqTensorProduct, check_tp_backend
 from ..steerable.irreps import as_irreps
 
 
@@ -75,6 +76,13 @@ class TFNConv(ExactConstants, MessagePassing):
         self_interaction (bool, optional): add :math:`W_\mathrm{self}\mathbf{f}_i`.
             (default: :obj:`True`)
         allow_zero_length (bool, optional): accept zero-length edges. (default: :obj:`False`)
+        validate (bool, optional): check the inputs (shapes, indices, zero-length edges)
+            in every call; a model that checks them once per forward builds its layers with
+            :obj:`False`. (default: :obj:`True`)
+        tp_backend (str, optional): what computes the tensor product, ``"e3nn"`` or
+            ``"cueq"`` (NVIDIA cuEquivariance, ``pip install cuequivariance-torch``): the
+            same function of the same weights, see
+            :class:`~equigraph.nn.steerable.CueqTensorProduct`. (default: ``"e3nn"``)
         **kwargs (optional): Additional arguments of
             :class:`torch_geometric.nn.conv.MessagePassing` (aggregation fixed to ``"sum"``).
 
@@ -110,6 +118,8 @@ class TFNConv(ExactConstants, MessagePassing):
         avg_num_neighbors: Optional[float] = None,
         self_interaction: bool = True,
         allow_zero_length: bool = False,
+        validate: bool = True,
+        tp_backend: str = "e3nn",
         **kwargs,
     ):
         if kwargs.get("aggr", "sum") not in ("add", "sum"):
@@ -137,7 +147,8 @@ class TFNConv(ExactConstants, MessagePassing):
             raise ValueError(f"radial_hidden must be a sequence of ints >= 1, got {radial_hidden!r}")
         self.lmax, self.cutoff = lmax, float(cutoff)
         self.avg_num_neighbors = None if avg_num_neighbors is None else float(avg_num_neighbors)
-        self.allow_zero_length = bool(allow_zero_length)
+        self.allow_zero_length, self.validate = bool(allow_zero_length), bool(validate)
+        self.tp_backend = check_tp_backend("tp_backend", tp_backend)
 
         self.irreps_sh = o3.Irreps.spherical_harmonics(lmax)
         self.sh = o3.SphericalHarmonics(self.irreps_sh, normalize=False, normalization="component")
@@ -171,6 +182,9 @@ class TFNConv(ExactConstants, MessagePassing):
                 self.tp = o3.TensorProduct(self.irreps_in, self.irreps_sh, mid, instructions,
                                            shared_weights=False, internal_weights=False)
             self._keep_constants(dtype)
+            # Parameters stay outside the tensor product (per-edge radial weights), so the
+            # state dict is the same with either backend.
+            self._cueq = CueqTensorProduct(self.tp) if self.tp_backend == "cueq" else None
             self.linear_out = o3.Linear(mid.simplify(), self.irreps_out)
             self.self_interaction = o3.Linear(self.irreps_in, self.irreps_out) if self_interaction else None
 
@@ -212,17 +226,10 @@ class TFNConv(ExactConstants, MessagePassing):
         cell: Optional[Tensor] = None,
         batch: Optional[Tensor] = None,
     ) -> Tensor:
-        if not isinstance(x, Tensor) or x.dim() != 2 or x.size(-1) != self._in_dim:
-            raise ValueError(f"x must have shape [N, {self._in_dim}] (irreps_in {self.irreps_in}), "
-                             f"got {list(getattr(x, 'shape', []))}")
-        if x.size(0) == 0:
-            raise ValueError("x is empty: the graph has no nodes")
-        if not isinstance(pos, Tensor) or pos.shape != (x.size(0), 3):
-            raise ValueError(f"pos must have shape [{x.size(0)}, 3] (one row per node of x), got "
-                             f"{list(getattr(pos, 'shape', []))}")
-        check_edge_vec_inputs(pos, edge_index, shift, cell, batch)
+        if self.validate:
+            self._check_inputs(x, pos, edge_index, shift, cell, batch)
         vec = edge_vec_unchecked(pos, edge_index, shift, cell, batch)
-        if not self.allow_zero_length:
+        if self.validate and not self.allow_zero_length:
             check_edge_lengths(vec, edge_index, DEFAULT_EPS)
         length, unit = edge_length_and_unit(vec)
         sh = self.sh(unit)
@@ -236,7 +243,20 @@ class TFNConv(ExactConstants, MessagePassing):
         return out
 
     def message(self, x_j: Tensor, sh: Tensor, weight: Tensor) -> Tensor:
+        if self._cueq is not None:
+            return self._cueq(x_j, sh, weight)
         return self.tp(x_j, sh, weight)
+
+    def _check_inputs(self, x, pos, edge_index, shift, cell, batch) -> None:
+        if not isinstance(x, Tensor) or x.dim() != 2 or x.size(-1) != self._in_dim:
+            raise ValueError(f"x must have shape [N, {self._in_dim}] (irreps_in {self.irreps_in}), "
+                             f"got {list(getattr(x, 'shape', []))}")
+        if x.size(0) == 0:
+            raise ValueError("x is empty: the graph has no nodes")
+        if not isinstance(pos, Tensor) or pos.shape != (x.size(0), 3):
+            raise ValueError(f"pos must have shape [{x.size(0)}, 3] (one row per node of x), got "
+                             f"{list(getattr(pos, 'shape', []))}")
+        check_edge_vec_inputs(pos, edge_index, shift, cell, batch)
 
     def aggregate(self, inputs: Tensor, index: Tensor, ptr: Optional[Tensor] = None,
                   dim_size: Optional[int] = None) -> Tensor:
@@ -248,4 +268,6 @@ class TFNConv(ExactConstants, MessagePassing):
             opts.append(f"avg_num_neighbors={self.avg_num_neighbors:g}")
         if self.self_interaction is None:
             opts.append("self_interaction=False")
+        if self.tp_backend != "e3nn":
+            opts.append(f"tp_backend={self.tp_backend!r}")
         return f"{self.__class__.__name__}({self.irreps_in} -> {self.irreps_out}, {', '.join(opts)})"

@@ -1,6 +1,7 @@
 """Steerable (e3nn irreps) building blocks: spherical-harmonic attributes, attribute-
 conditioned tensor products, gates, equivariant norms and the hidden-irreps recipes of
 SEGNN."""
+from .cueq import TP_BACKENDS, CueqTensorProduct, check_tp_backend
 from .attributes import SteerableAttributes, check_edge_lengths, edge_attributes, node_attributes
 from .gate import Gate, gate_irreps
 from .irreps import BalancedIrreps, WeightBalancedIrreps, as_irreps, tensor_product_weight_numel
@@ -22,4 +23,7 @@ __all__ = [
     "BatchNorm",
     "O3TensorProduct",
     "O3TensorProductGate",
+    "TP_BACKENDS",
+    "CueqTensorProduct",
+    "check_tp_backend",
 ]

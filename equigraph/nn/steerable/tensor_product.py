@@ -9,6 +9,7 @@ from e3nn import o3
 from torch import Tensor
 
 from ._precision import ExactConstants, float64_default
+from .cueq import CueqTensorProduct, check_tp_backend
 from .gate import Gate
 from .irreps import as_irreps
 
@@ -55,6 +56,11 @@ class O3TensorProduct(ExactConstants, torch.nn.Module):
         irreps_attr (irreps, optional): irreps of :math:`\mathbf{a}`. (default: ``"1x0e"``)
         bias (bool, optional): add a learned bias to the even scalar outputs.
             (default: :obj:`True`)
+        backend (str, optional): what computes the tensor product: ``"e3nn"`` or
+            ``"cueq"`` (NVIDIA cuEquivariance, ``pip install cuequivariance-torch``; fused
+            kernels on CUDA with ``cuequivariance-ops-torch-cu12``). Both compute the same
+            function of the same parameters (the state dict does not depend on it), see
+            :class:`~equigraph.nn.steerable.CueqTensorProduct`. (default: ``"e3nn"``)
 
     Shapes:
         - **input:** features :math:`(*, \text{irreps\_in.dim})`, attributes
@@ -68,8 +74,9 @@ class O3TensorProduct(ExactConstants, torch.nn.Module):
         torch.Size([10, 22])
     """
 
-    def __init__(self, irreps_in, irreps_out, irreps_attr=None, bias: bool = True):
+    def __init__(self, irreps_in, irreps_out, irreps_attr=None, bias: bool = True, backend: str = "e3nn"):
         super().__init__()
+        self.backend = check_tp_backend("backend", backend)
         self.irreps_in = as_irreps(irreps_in, "irreps_in")
         self.irreps_out = as_irreps(irreps_out, "irreps_out")
         self.irreps_attr = o3.Irreps("1x0e") if irreps_attr is None else as_irreps(irreps_attr, "irreps_attr")
@@ -93,6 +100,8 @@ class O3TensorProduct(ExactConstants, torch.nn.Module):
                                        irrep_normalization="component", path_normalization="none",
                                        internal_weights=True, shared_weights=True)
         self._keep_constants(dtype)
+        # The e3nn module keeps the parameters (and the state-dict layout) with either backend.
+        self._cueq = CueqTensorProduct(self.tp) if self.backend == "cueq" else None
         fan_in: Dict[int, int] = {}
         for ins in self.tp.instructions:
             mul_in, mul_attr = self.irreps_in[ins.i_in1].mul, self.irreps_attr[ins.i_in2].mul
@@ -148,11 +157,14 @@ class O3TensorProduct(ExactConstants, torch.nn.Module):
 
     def forward(self, x: Tensor, attr: Optional[Tensor] = None) -> Tensor:
         attr = self._check(x, attr)
+        if self._cueq is not None:
+            return self.add_bias(self._cueq(x, attr, self.tp.weight))
         return self.add_bias(self.tp(x, attr))
 
     def __repr__(self) -> str:
+        backend = f", backend={self.backend!r}" if self.backend != "e3nn" else ""
         return (f"{self.__class__.__name__}({self.irreps_in} x {self.irreps_attr} -> {self.irreps_out}, "
-                f"weights={self.weight_numel}, bias={self.bias is not None})")
+                f"weights={self.weight_numel}, bias={self.bias is not None}{backend})")
 
 
 class O3TensorProductGate(torch.nn.Module):
@@ -166,6 +178,8 @@ class O3TensorProductGate(torch.nn.Module):
         irreps_attr (irreps, optional): irreps of the attributes. (default: ``"1x0e"``)
         bias (bool, optional): bias on the even scalar outputs of the tensor product.
             (default: :obj:`True`)
+        backend (str, optional): tensor-product backend, ``"e3nn"`` or ``"cueq"``
+            (see :class:`O3TensorProduct`). (default: ``"e3nn"``)
 
     Shapes:
         - **input:** :math:`(*, \text{irreps\_in.dim})`, :math:`(*, \text{irreps\_attr.dim})`
@@ -179,10 +193,10 @@ class O3TensorProductGate(torch.nn.Module):
         torch.Size([3, 20])
     """
 
-    def __init__(self, irreps_in, irreps_out, irreps_attr=None, bias: bool = True):
+    def __init__(self, irreps_in, irreps_out, irreps_attr=None, bias: bool = True, backend: str = "e3nn"):
         super().__init__()
         self.gate = Gate(irreps_out)
-        self.tp = O3TensorProduct(irreps_in, self.gate.irreps_in, irreps_attr, bias=bias)
+        self.tp = O3TensorProduct(irreps_in, self.gate.irreps_in, irreps_attr, bias=bias, backend=backend)
         self.irreps_in, self.irreps_attr, self.irreps_out = self.tp.irreps_in, self.tp.irreps_attr, self.gate.irreps_out
 
     def reset_parameters(self) -> None:

@@ -200,3 +200,45 @@ def test_bad_inputs():
     plain = _conv(additional_message_irreps=None)
     with pytest.raises(ValueError, match="built without additional_message_irreps"):
         plain(x, ei, edge_attr, node_attr, extra)
+
+
+def test_edge_weight_scales_messages_before_the_sum():
+    conv = _conv()
+    data = _graph()
+    edge_attr, node_attr, extra = _inputs(conv, data)
+    x, ei = data.x, data.edge_index
+    e = ei.size(1)
+    plain = conv(x, ei, edge_attr, node_attr, extra)
+    # [E] and [E, 1] are the same weights; weight 1 is no weight, weight 0 removes the edge.
+    _close(conv(x, ei, edge_attr, node_attr, extra, edge_weight=torch.ones(e)), plain)
+    keep = torch.arange(e) % 2 == 0
+    _close(conv(x, ei, edge_attr, node_attr, extra, edge_weight=keep.to(x.dtype).unsqueeze(-1)),
+           conv(x, ei[:, keep], edge_attr[keep], node_attr, extra[keep]))
+    # Messages are summed after weighting: m_i = sum_j w_ij m_ij.
+    w = torch.rand(e, generator=torch.Generator().manual_seed(3)).to(x.dtype)
+    messages = conv.message(x[ei[1]], x[ei[0]], edge_attr, extra, None) * w.unsqueeze(-1)
+    msg = torch.zeros(x.size(0), messages.size(1), dtype=x.dtype).index_add_(0, ei[1], messages)
+    expected = x + conv.update_layer_2(conv.update_layer_1(torch.cat([x, msg], -1), node_attr), node_attr)
+    _close(conv(x, ei, edge_attr, node_attr, extra, edge_weight=w), expected)
+    with pytest.raises(ValueError, match=r"edge_weight must have shape \[E=\d+\]"):
+        conv(x, ei, edge_attr, node_attr, extra, edge_weight=torch.ones(e + 1))
+
+
+def test_validate_false_skips_the_input_checks(monkeypatch):
+    checked = _conv()
+    unchecked = _conv(validate=False)
+    data = _graph()
+    edge_attr, node_attr, extra = _inputs(checked, data)
+    args = (data.x, data.edge_index, edge_attr, node_attr, extra)
+    expected = checked(*args)
+
+    def fail(*_, **__):
+        raise AssertionError("_check_inputs called")
+
+    monkeypatch.setattr(unchecked, "_check_inputs", fail)
+    assert torch.equal(unchecked(*args), expected)
+    monkeypatch.setattr(checked, "_check_inputs", fail)
+    with pytest.raises(AssertionError, match="_check_inputs called"):
+        checked(*args)
+    with pytest.raises(ValueError, match="tp_backend must be one of"):
+        _conv(tp_backend="jax")

@@ -188,3 +188,23 @@ def test_double_after_float32_build_keeps_float64_coefficients():
         finally:
             torch.set_default_dtype(previous)
     torch.testing.assert_close(_run(built32)(data), _run(built64)(data), atol=1e-13, rtol=1e-13)
+
+
+def test_validate_false_skips_the_input_checks(monkeypatch):
+    checked, unchecked = _conv(), _conv(validate=False)
+    data = _graph()
+    expected = _run(checked)(data)
+
+    def fail(*_, **__):
+        raise AssertionError("_check_inputs called")
+
+    monkeypatch.setattr(unchecked, "_check_inputs", fail)
+    assert torch.equal(_run(unchecked)(data), expected)
+    # Zero-length edges are the caller's to check too (the TFN model checks them once).
+    data.pos = data.pos.clone()
+    data.pos[2] = data.pos[1]
+    with pytest.raises(ValueError, match="has zero length"):
+        _run(checked)(data)
+    assert _run(unchecked)(data).shape == expected.shape
+    with pytest.raises(ValueError, match="tp_backend must be one of"):
+        _conv(tp_backend="jax")

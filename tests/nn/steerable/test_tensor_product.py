@@ -147,3 +147,12 @@ def test_double_after_float32_build_keeps_float64_coefficients():
     torch.testing.assert_close(built32(x, attr), built64(x, attr), atol=1e-13, rtol=1e-13)
     assert built32.float().double().tp.weight.dtype == torch.float64  # casts back and forth stay exact
     torch.testing.assert_close(built32(x, attr), built64(x, attr), atol=1e-6, rtol=1e-6)
+
+
+def test_cueq_backend_without_the_package_is_a_clear_error(monkeypatch):
+    import sys
+    monkeypatch.setitem(sys.modules, "cuequivariance_torch", None)  # import fails as if not installed
+    with pytest.raises(ValueError, match=r"backend='cueq' needs cuEquivariance.*pip install cuequivariance-torch"):
+        O3TensorProduct("2x0e", "2x0e", backend="cueq")
+    with pytest.raises(ValueError, match="backend must be one of"):
+        O3TensorProduct("2x0e", "2x0e", backend="torch")
