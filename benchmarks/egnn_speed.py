@@ -13,6 +13,8 @@ Every implementation is timed once per round and the rounds are interleaved, so 
 changes on a shared machine hit all of them alike; the median over rounds is reported.
 Optimisers: the original code's plain ``torch.optim.Adam`` (single-tensor on CPU, as in its
 repository) and, for equigraph, also ``Adam(fused=True)``, which equigraph's trainers use.
+The helpers (batch, models, jobs, interleaved timing) are shared with
+``benchmarks/gpu_speed.py``, which runs the same comparison on a GPU.
 
     python benchmarks/egnn_speed.py                 # both batches, 1 and 2 threads
     python benchmarks/egnn_speed.py --quick         # fewer repeats
@@ -41,6 +43,14 @@ SETTINGS = {
     "nbody": dict(graphs=100, nodes=5, hidden=64, layers=4, cutoff=None, spread=1.0),
     "qm9": dict(graphs=96, nodes=18, hidden=128, layers=7, cutoff=5.0, spread=1.5),
 }
+ORIGINAL = "original E_GCL_vel"
+#: Speed-up rows: (metric, the original's job, equigraph's job).
+SPEEDUP_PAIRS = (
+    ("forward", "forward", "forward"),
+    ("forward+backward", "forward+backward", "forward+backward"),
+    ("train step, both plain Adam", "train step, Adam", "train step, Adam"),
+    ("train step, own optimiser (orig. Adam, ours fused Adam)", "train step, Adam", "train step, Adam fused"),
+)
 
 
 def make_batch(graphs, nodes, cutoff, spread, seed=0):
@@ -66,55 +76,86 @@ def make_batch(graphs, nodes, cutoff, spread, seed=0):
     return data, target, adj
 
 
-def build(setting, compile_model):
-    cfg = SETTINGS[setting]
+def check_agree(impls, ref_name, tol=1e-4, relative=False):
+    """Every implementation's no-grad output equals ``ref_name``'s to ``tol`` (absolute, or
+    relative to the reference's largest magnitude); returns the reference output."""
+    with torch.no_grad():
+        ref = impls[ref_name][1]()
+        scale = ref.abs().max().item() if relative else 1.0
+        for name, (_, fn) in impls.items():
+            err = (fn() - ref).abs().max().item() / max(scale, 1e-30)
+            if not err <= tol:
+                kind = "relative " if relative else ""
+                raise RuntimeError(f"{name} disagrees with {ref_name} by {kind}{err:.3g} on the same weights")
+    return ref
+
+
+def compile_impl(model, call, loss_fn, ref, tol=1e-4):
+    """``torch.compile(model)``, warmed up (forward and backward graphs, a no-grad forward)
+    and checked against the eager output ``ref``; returns ``(fn, seconds to compile)``.
+    ``call(module)`` runs a module on the batch, ``loss_fn(output)`` is the training loss."""
+    compiled = torch.compile(model)
+    t = time.perf_counter()
+    for _ in range(3):
+        loss_fn(call(compiled)).backward()
+    with torch.no_grad():
+        out = call(compiled)
+        err = ((out - ref).abs().max() / ref.abs().max().clamp(min=1.0)).item()
+    if not err <= tol:
+        raise RuntimeError(f"the compiled EGNN disagrees with eager by {err:.3g}")
+    model.zero_grad()
+    return (lambda: call(compiled)), round(time.perf_counter() - t, 1)
+
+
+def build_egnn_vel(cfg, compile_model=False, device="cpu", dense=True):
+    """equigraph's EGNN-vel, the original ``EGNN_vel`` and (fully connected graphs, with
+    ``dense``) the dense all-pairs EGNN on one batch of ``cfg`` (a :data:`SETTINGS` entry),
+    with the same weights, checked to agree. Returns ``(impls, target, notes)``, ``impls``
+    mapping a name to ``(module, forward callable)``."""
     data, target, adj = make_batch(cfg["graphs"], cfg["nodes"], cfg["cutoff"], cfg["spread"])
+    data, target = data.to(device), target.to(device)
     torch.manual_seed(0)
-    ours = EGNN(hidden_channels=cfg["hidden"], num_layers=cfg["layers"], in_channels=1, edge_dim=2, use_velocity=True)
+    # No envelope: the original's messages are not multiplied by a cutoff function (the
+    # batch carries its own edges, so the model's interaction graph is not used).
+    ours = EGNN(hidden_channels=cfg["hidden"], num_layers=cfg["layers"], in_channels=1, edge_dim=2, use_velocity=True,
+                envelope=False)
     original = EGNN_vel(in_node_nf=1, in_edge_nf=2, hidden_nf=cfg["hidden"], n_layers=cfg["layers"], recurrent=True)
     state = {k.replace("convs.", "layers.").replace("vel_mlp", "coord_mlp_vel"): v for k, v in ours.state_dict().items()}
     original.load_state_dict(state)
+    ours.to(device), original.to(device)
     rows, cols = data[K.EDGE_INDEX][1], data[K.EDGE_INDEX][0]  # original: row = centre
     impls = {
         "equigraph EGNN": (ours, lambda: ours(data)[K.POS]),
-        "original E_GCL_vel": (original, lambda: original(data[K.X], data[K.POS], (rows, cols), data[K.VEL],
-                                                          data[K.EDGE_ATTR])),
+        ORIGINAL: (original, lambda: original(data[K.X], data[K.POS], (rows, cols), data[K.VEL],
+                                              data[K.EDGE_ATTR])),
     }
-    if cfg["cutoff"] is None:  # dense all-pairs needs equal-size, fully connected graphs
+    if dense and cfg["cutoff"] is None:  # dense all-pairs needs equal-size, fully connected graphs
         b, n = cfg["graphs"], cfg["nodes"]
-        dense = DenseEGNNVel(in_node_nf=1, in_edge_nf=2, hidden_nf=cfg["hidden"], n_layers=cfg["layers"])
-        dense.load_state_dict(state)
-        dense_attr = torch.zeros(b, n, n, 2)
+        dense_model = DenseEGNNVel(in_node_nf=1, in_edge_nf=2, hidden_nf=cfg["hidden"], n_layers=cfg["layers"])
+        dense_model.load_state_dict(state)
+        dense_model.to(device)
+        dense_attr = torch.zeros(b, n, n, 2, device=device)
         ei = data[K.EDGE_INDEX]
         dense_attr[ei[1] // n, ei[1] % n, ei[0] % n] = data[K.EDGE_ATTR]
-        impls["dense all-pairs"] = (dense, lambda: dense(data[K.X].view(b, n, 1), data[K.POS].view(b, n, 3),
-                                                         data[K.VEL].view(b, n, 3), dense_attr).reshape(-1, 3))
-    with torch.no_grad():
-        ref = impls["equigraph EGNN"][1]()
-        for name, (_, fn) in impls.items():
-            err = (fn() - ref).abs().max().item()
-            if err > 1e-4:
-                raise RuntimeError(f"{name} disagrees with equigraph's EGNN by {err} on the same weights")
+        impls["dense all-pairs"] = (dense_model, lambda: dense_model(
+            data[K.X].view(b, n, 1), data[K.POS].view(b, n, 3), data[K.VEL].view(b, n, 3), dense_attr).reshape(-1, 3))
+    ref = check_agree(impls, "equigraph EGNN")
     notes = {"edges": data[K.EDGE_INDEX].size(1), "nodes": data[K.POS].size(0)}
     if compile_model:
-        compiled = torch.compile(ours)
-        t = time.perf_counter()
-        for _ in range(3):  # forward and backward graphs (and a no-grad forward)
-            torch.nn.functional.mse_loss(compiled(data)[K.POS], target).backward()
-        with torch.no_grad():
-            err = (compiled(data)[K.POS] - ref).abs().max().item()
-        if err > 1e-4:
-            raise RuntimeError(f"the compiled EGNN disagrees with eager by {err}")
-        ours.zero_grad()
-        notes["compile_s"] = round(time.perf_counter() - t, 1)
-        impls["equigraph EGNN + compile"] = (ours, lambda: compiled(data)[K.POS])
+        fn, notes["compile_s"] = compile_impl(ours, lambda m: m(data)[K.POS],
+                                              lambda out: torch.nn.functional.mse_loss(out, target), ref)
+        impls["equigraph EGNN + compile"] = (ours, fn)
     return impls, target, notes
 
 
-def time_setting(setting, threads, repeats, inner, compile_model):
-    torch.set_num_threads(threads)
-    impls, target, notes = build(setting, compile_model)
-    # (implementation, optimiser) pairs for the train step; equigraph's models with both.
+def build(setting, compile_model):
+    return build_egnn_vel(SETTINGS[setting], compile_model)
+
+
+def make_jobs(impls, loss_fn, backward=True):
+    """Jobs ``{(name, mode): callable}``: ``forward`` (no grad), ``forward+backward`` (with
+    ``backward``) and ``train step, Adam`` for every implementation, plus ``train step, Adam
+    fused`` for equigraph's. ``loss_fn(output)`` is the training loss."""
     optim = {}
     for name, (model, _) in impls.items():
         optim[(name, "Adam")] = torch.optim.Adam(model.parameters(), lr=1e-12)
@@ -125,32 +166,66 @@ def time_setting(setting, threads, repeats, inner, compile_model):
         with torch.no_grad():
             fn()
 
-    def fwd_bwd(fn):
-        torch.nn.functional.mse_loss(fn(), target).backward()
-
     def train(fn, opt):
         opt.zero_grad()
-        torch.nn.functional.mse_loss(fn(), target).backward()
+        loss_fn(fn()).backward()
         opt.step()
 
     jobs = {}
-    for name, (_, fn) in impls.items():
+    for name, (model, fn) in impls.items():
         jobs[(name, "forward")] = lambda fn=fn: fwd(fn)
-        jobs[(name, "forward+backward")] = lambda fn=fn, m=impls[name][0]: (m.zero_grad(), fwd_bwd(fn))
+        if backward:
+            jobs[(name, "forward+backward")] = lambda fn=fn, m=model: (m.zero_grad(), loss_fn(fn()).backward())
         for (oname, okind), opt in optim.items():
             if oname == name:
                 jobs[(name, f"train step, {okind}")] = lambda fn=fn, opt=opt: train(fn, opt)
-    for job in jobs.values():  # warm-up
-        for _ in range(3):
+    return jobs
+
+
+def time_jobs(jobs, repeats, inner, device="cpu", warmup=3):
+    """Median ms per call of every job over ``repeats`` interleaved rounds of ``inner``
+    calls each. On CUDA the device is synchronised around every timing, and the second
+    return value maps each job to its peak allocated memory in MiB (else it is empty)."""
+    cuda = torch.device(device).type == "cuda"
+    sync = torch.cuda.synchronize if cuda else (lambda: None)
+    for job in jobs.values():
+        for _ in range(warmup):
             job()
+    peaks = {}
+    if cuda:
+        for key, job in jobs.items():
+            sync()
+            torch.cuda.reset_peak_memory_stats()
+            job()
+            sync()
+            peaks[key] = torch.cuda.max_memory_allocated() / 2**20
     times = {key: [] for key in jobs}
     for _ in range(repeats):
         for key, job in jobs.items():
+            sync()
             t = time.perf_counter()
             for _ in range(inner):
                 job()
+            sync()
             times[key].append((time.perf_counter() - t) / inner * 1e3)
-    return {key: statistics.median(v) for key, v in times.items()}, notes
+    return {key: statistics.median(v) for key, v in times.items()}, peaks
+
+
+def speedups(ms, original, mines, pairs=SPEEDUP_PAIRS):
+    """``[(mine, metric, original / mine)]`` for every pair whose jobs were both timed."""
+    out = []
+    for mine in mines:
+        for metric, key_o, key_m in pairs:
+            if (original, key_o) in ms and (mine, key_m) in ms:
+                out.append((mine, metric, ms[(original, key_o)] / ms[(mine, key_m)]))
+    return out
+
+
+def time_setting(setting, threads, repeats, inner, compile_model):
+    torch.set_num_threads(threads)
+    impls, target, notes = build(setting, compile_model)
+    jobs = make_jobs(impls, lambda out: torch.nn.functional.mse_loss(out, target))
+    return time_jobs(jobs, repeats, inner)[0], notes
 
 
 def main(argv=None):
@@ -174,16 +249,9 @@ def main(argv=None):
             for (name, mode), value in ms.items():
                 print(f"  {name:28s} {mode:26s} {value:9.2f} ms", flush=True)
                 rows.append(_results.row(name, label, mode, round(value, 3), "ms"))
-            orig = "original E_GCL_vel"
-            for mine in [n for n in ("equigraph EGNN", "equigraph EGNN + compile") if (n, "forward") in ms]:
-                pairs = [("forward", "forward", "forward"), ("forward+backward", "forward+backward", "forward+backward"),
-                         ("train step, both plain Adam", "train step, Adam", "train step, Adam"),
-                         ("train step, own optimiser (orig. Adam, ours fused Adam)", "train step, Adam",
-                          "train step, Adam fused")]
-                for metric, key_o, key_m in pairs:
-                    ratio = ms[(orig, key_o)] / ms[(mine, key_m)]
-                    rows.append(_results.row(f"speed-up: {mine} vs original", label, metric, round(ratio, 3), "x"))
-                    print(f"  speed-up {mine:26s} {metric:55s} {ratio:6.2f}x", flush=True)
+            for mine, metric, ratio in speedups(ms, ORIGINAL, ("equigraph EGNN", "equigraph EGNN + compile")):
+                rows.append(_results.row(f"speed-up: {mine} vs original", label, metric, round(ratio, 3), "x"))
+                print(f"  speed-up {mine:26s} {metric:55s} {ratio:6.2f}x", flush=True)
             if "compile_s" in notes:
                 lines.append(f"- {label}: torch.compile took {notes['compile_s']} s (forward + backward graphs).")
     notes = "\n".join([
