@@ -207,10 +207,10 @@ def main(argv=None) -> int:
 
     from equigraph.datasets.registry import build_splits
     from equigraph.models import load
+    from equigraph.train.run import dataset_options
 
     meta = load(run_dir / "model.pt").metadata
-    data_cfg = {k: v for k, v in meta["data"].items() if k not in ("batch_size", "eval_batch_size", "num_workers")}
-    splits = build_splits(data_cfg)
+    splits = build_splits(dataset_options(meta["data"]))
     refs = references(splits)
     pred = predict_test(run_dir, splits)
     egnn = {"energy_mae": float((pred["energy_pred"] - pred["energy_true"]).abs().mean()) * 1e3,

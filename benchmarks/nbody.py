@@ -115,10 +115,9 @@ def config_file(name: str) -> Path:
 
 def splits_of(config: dict):
     from equigraph.datasets.registry import build_splits
-    from equigraph.train.run import LOADER_KEYS
+    from equigraph.train.run import dataset_options
 
-    # The data section less the loader keys (``name`` stays: it picks the dataset).
-    return build_splits({k: v for k, v in config["data"].items() if k not in LOADER_KEYS[1:]})
+    return build_splits(dataset_options(config["data"]))
 
 
 # --------------------------------------------------------------------------- train

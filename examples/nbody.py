@@ -89,7 +89,9 @@ def main(argv=None) -> int:
         if args.quick:
             squared = load_config(CONFIGS[args.model])["data"].get("squared_distance", False)
             splits = small_splits(Path(tmp), squared)
-            overrides += ["data.batch_size=16", "data.eval_batch_size=16", "train.log_every_n_steps=1"]
+            # Compiling would take longer than the two quick epochs it speeds up.
+            overrides += ["data.batch_size=16", "data.eval_batch_size=16", "train.log_every_n_steps=1",
+                          "train.compile=false"]
         result = fit(CONFIGS[args.model], overrides, splits=splits)
 
         test = splits.test if splits is not None else registry_test_split(load_config(CONFIGS[args.model])["data"])
@@ -121,9 +123,9 @@ def main(argv=None) -> int:
 def registry_test_split(data_cfg: dict):
     """The test split the full run trained with (the config's dataset options)."""
     from equigraph.datasets import build_splits
+    from equigraph.train.run import dataset_options
 
-    loader_keys = ("batch_size", "eval_batch_size", "num_workers")
-    return build_splits({k: v for k, v in data_cfg.items() if k not in loader_keys}).test
+    return build_splits(dataset_options(data_cfg)).test
 
 
 if __name__ == "__main__":

@@ -20,10 +20,10 @@ __all__ = ["EquigraphCalculator"]
 
 
 def _drops_edges_beyond_cutoff(model) -> bool:
-    """Whether ``model`` gives the same result for a graph with extra edges longer than its
-    cutoff: a cutoff envelope that is exactly 0 beyond it (EGNN's ``envelope``), or a model
-    that drops such edges itself (``drops_edges_beyond_cutoff``)."""
-    return getattr(model, "envelope", None) is not None or bool(getattr(model, "drops_edges_beyond_cutoff", False))
+    """Whether ``model`` drops edges longer than its cutoff itself (``drops_edges_beyond_cutoff``,
+    SchNet). Models with an envelope refuse such edges instead (an envelope would zero them,
+    so a user's long edges would count for nothing unseen): they get them filtered."""
+    return bool(getattr(model, "drops_edges_beyond_cutoff", False))
 
 
 class EquigraphCalculator(Calculator):
@@ -44,9 +44,8 @@ class EquigraphCalculator(Calculator):
     ``shift``; it is rebuilt only when an atom has moved more than :math:`\text{skin}/2`
     since (then no pair can have crossed into the cutoff unseen), or when the cell, the
     periodicity or the atoms change. Edges between :math:`c` and :math:`c + \text{skin}`
-    change nothing for models whose envelope is 0 beyond the cutoff (EGNN) or that drop such
-    edges (SchNet); for other models they are filtered out by length at every call
-    (``filter_edges``). Models on other graphs (full, kNN, a capped neighbour count) build
+    are dropped by models that do so themselves (SchNet); for other models they are filtered
+    out by length at every call (``filter_edges``). Models on other graphs (full, kNN, a capped neighbour count) build
     their own at every call.
 
     Args:

@@ -73,6 +73,9 @@ class AtomFeaturizer(BaseTransform):
     num_features: int
     #: Whether :meth:`features` needs an RDKit molecule (a Data with ``z`` is not enough).
     needs_mol: bool = False
+    #: The same input always gives the same features, so a loader may featurise each record
+    #: once (``data.loader: device``) instead of on every access.
+    deterministic: bool = True
 
     def features(self, obj) -> torch.Tensor:  # pragma: no cover - abstract
         raise NotImplementedError

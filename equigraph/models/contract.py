@@ -23,7 +23,8 @@ from equigraph.data import keys as K
 from equigraph.graph import RadiusInteractionGraph
 from equigraph.symmetry import LEVELS, Output
 
-__all__ = ["Output", "Graph", "EquigraphModel", "LEVELS", "resolve_interaction_graph", "declared_outputs"]
+__all__ = ["Output", "Graph", "EquigraphModel", "LEVELS", "resolve_interaction_graph", "declared_outputs",
+           "check_supplied_edges"]
 
 class Graph(NamedTuple):
     """The graph a model runs on: ``edge_index`` ``[2, E]``, and for periodic data the
@@ -70,6 +71,11 @@ class EquigraphModel(torch.nn.Module):
     Subclasses implement :attr:`outputs` and ``forward(data) -> dict``, and set
     ``self.interaction_graph`` (see :func:`resolve_interaction_graph`).
     """
+
+    #: True when ``forward`` builds its graph once, with :meth:`graph`, from the input
+    #: positions: a loader may then build ``data.edge_index`` once per data set instead
+    #: (``data.loader: device``), which gives the same graph without a search per step.
+    graph_from_input_positions: bool = False
 
     @property
     def outputs(self) -> Dict[str, Output]:
@@ -131,6 +137,24 @@ class EquigraphModel(torch.nn.Module):
         if nodes is not None and self.readout.reduce is not None:
             out[K.NODE_Y] = nodes
         return out
+
+
+def check_supplied_edges(data, length: Tensor, cutoff: float) -> None:
+    """Edges that the data brings (``data.edge_index``) must be shorter than the ``cutoff``
+    of the model's envelope, which would otherwise weight them by zero without a word: a
+    ``ValueError`` naming the longest. Edges the model builds itself are within it by
+    construction. A value check: skipped where
+    :func:`equigraph.models.inputs.values_checked` is false."""
+    from equigraph.models import inputs
+
+    if getattr(data, K.EDGE_INDEX, None) is None or length.numel() == 0 or not inputs.values_checked():
+        return
+    longest = float(length.detach().max())
+    # Relative slack: an edge the float64 cutoff rule kept (d < r) can round to r in float32.
+    if longest > cutoff * (1.0 + 1e-5):
+        raise ValueError(f"data.{K.EDGE_INDEX} has an edge of length {longest:.4g} Å, beyond the model's cutoff "
+                         f"{cutoff:g} Å, where its envelope weights messages by zero: build the model with a larger "
+                         "interaction_graph cutoff, interaction_graph='full' or envelope=False")
 
 
 def declared_outputs(module) -> Optional[Dict[str, Output]]:

@@ -15,7 +15,7 @@ from equigraph.nn.cutoff import PolynomialCutoff
 from equigraph.nn.geometry import check_edge_vec_inputs, edge_vec_unchecked
 
 from . import inputs
-from .contract import EquigraphModel, Output, resolve_interaction_graph
+from .contract import EquigraphModel, Output, check_supplied_edges, resolve_interaction_graph
 from .readout import Readout
 from .registry import register_model
 
@@ -114,6 +114,8 @@ class EGNN(EquigraphModel):
         >>> out["y"].shape, out["pos"].shape, out["h"].shape
         (torch.Size([1, 1]), torch.Size([3, 3]), torch.Size([3, 16]))
     """
+
+    graph_from_input_positions = True
 
     def __init__(
         self,
@@ -224,13 +226,15 @@ class EGNN(EquigraphModel):
         if self.use_velocity:
             vel = inputs.node_vectors(data, K.VEL, n, "this EGNN was built with use_velocity=True")
         # Inputs are validated here, once per forward; the layers then run with validate=False.
-        self.convs[0].check_inputs(h, pos, edge_index, vel, edge_attr, shift)
-        check_edge_vec_inputs(pos, edge_index, shift, cell, batch)
+        if inputs.values_checked():  # index ranges: each check synchronises the device
+            self.convs[0].check_inputs(h, pos, edge_index, vel, edge_attr, shift)
+            check_edge_vec_inputs(pos, edge_index, shift, cell, batch)
         inputs.check_finite({K.X: x, K.EDGE_ATTR: edge_attr, K.VEL: vel})
 
         edge_weight = coords_count = None
         if self.envelope is not None:
             length = edge_vec_unchecked(pos, edge_index, shift, cell, batch).norm(dim=-1, keepdim=True)
+            check_supplied_edges(data, length, self.envelope.cutoff)
             edge_weight = self.envelope(length)
         elif self.update_coords and self.convs[0].coords_agg == "mean":
             # The neighbour count of the mean coordinate update is the same in every layer.

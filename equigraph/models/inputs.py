@@ -14,14 +14,41 @@ ValueError: data.pos must have shape [N, 3], got [2, 2]
 """
 from __future__ import annotations
 
-from typing import Mapping, Optional
+from contextlib import contextmanager
+from typing import Iterator, Mapping, Optional
 
 import torch
 from torch import Tensor
 
 from equigraph.data import keys as K
 
-__all__ = ["positions", "atomic_numbers", "node_features", "node_vectors", "edge_features", "check_finite"]
+__all__ = ["positions", "atomic_numbers", "node_features", "node_vectors", "edge_features", "check_finite",
+           "trusted", "values_checked"]
+
+_trusted = False
+
+
+@contextmanager
+def trusted() -> Iterator[None]:
+    """Skip the checks of input *values* (NaN / inf, index ranges) inside the block.
+
+    Each such check reads a device value on the host, a synchronisation that stalls a GPU
+    step. The trainer enters this block when the data was checked once for the whole split
+    (:func:`equigraph.train.device_loader.check_records`); shapes, dtypes and presence are
+    still checked on every call, since they cost no synchronisation.
+    """
+    global _trusted
+    before, _trusted = _trusted, True
+    try:
+        yield
+    finally:
+        _trusted = before
+
+
+def values_checked() -> bool:
+    """Whether checks of input values run: not inside :func:`trusted` nor while
+    ``torch.compile`` traces (a data-dependent branch would break the graph)."""
+    return not _trusted and not torch.compiler.is_compiling()
 
 
 def positions(data, dtype: Optional[torch.dtype] = None) -> Tensor:
@@ -51,7 +78,7 @@ def atomic_numbers(data, max_z: int, num_nodes: int) -> Tensor:
         raise ValueError(f"data.{K.Z} must be a 1-D integer tensor, got {z.dtype} of shape {list(z.shape)}")
     if z.size(0) != num_nodes:
         raise ValueError(f"data.{K.Z} has {z.size(0)} entries but data.{K.POS} has {num_nodes} rows")
-    if not torch.compiler.is_compiling() and not bool(((z >= 0) & (z < max_z)).all()):
+    if values_checked() and not bool(((z >= 0) & (z < max_z)).all()):
         raise ValueError(f"data.{K.Z} must lie in [0, max_z={max_z}), got values in [{int(z.min())}, {int(z.max())}]")
     return z
 
@@ -94,10 +121,10 @@ def edge_features(data, dim: int, num_edges: int, key: str = K.EDGE_ATTR) -> Ten
 def check_finite(tensors: Mapping[str, Optional[Tensor]]) -> None:
     """Raise naming the first ``data.<key>`` that holds NaN or inf; one device sync for all.
 
-    Skipped while ``torch.compile`` traces (a data-dependent branch would break the graph).
+    Skipped where :func:`values_checked` is false.
     """
     items = {k: v for k, v in tensors.items() if v is not None and v.is_floating_point()}
-    if not items or torch.compiler.is_compiling():
+    if not items or not values_checked():
         return
     if bool(torch.stack([torch.isfinite(v).all() for v in items.values()]).all()):
         return

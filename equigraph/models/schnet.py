@@ -88,6 +88,8 @@ class SchNet(EquigraphModel):
         (torch.Size([1, 1]), torch.Size([3, 1]), torch.Size([3, 16]))
     """
 
+    graph_from_input_positions = True
+
     def __init__(
         self,
         hidden_channels: int = 128,

@@ -21,11 +21,12 @@ from equigraph.nn.steerable import (
     SteerableAttributes,
     WeightBalancedIrreps,
     as_irreps,
+    check_tp_backend,
     edge_attributes,
 )
 
 from . import inputs
-from .contract import EquigraphModel, Output, resolve_interaction_graph
+from .contract import EquigraphModel, Output, check_supplied_edges, resolve_interaction_graph
 from .readout import Readout
 from .registry import register_model
 
@@ -82,15 +83,17 @@ def node_vector_inputs(data, keys: Sequence[str], pos: Tensor, batch: Optional[T
     return out
 
 
-def irreps_features(data, irreps: o3.Irreps, num_nodes: int, dtype: torch.dtype) -> Tensor:
-    """``data.x`` as ``[N, irreps.dim]`` (a 1-D ``x`` is one channel)."""
+def irreps_features(data, irreps: str, dim: int, num_nodes: int, dtype: torch.dtype) -> Tensor:
+    """``data.x`` as ``[N, dim]`` (a 1-D ``x`` is one channel) for input irreps ``irreps`` (their
+    text: ``torch.compile`` cannot guard on e3nn ``Irreps`` objects, whose ``Irrep`` has no
+    ``len``)."""
     x = getattr(data, K.X, None)
     if x is None:
         raise ValueError(f"data.{K.X} is missing: the model was built with irreps_in={irreps}")
     if x.dim() == 1:
         x = x.unsqueeze(-1)
-    if x.dim() != 2 or x.shape != (num_nodes, irreps.dim):
-        raise ValueError(f"data.{K.X} must have shape [N={num_nodes}, {irreps.dim}] to match irreps_in={irreps}, "
+    if x.dim() != 2 or x.shape != (num_nodes, dim):
+        raise ValueError(f"data.{K.X} must have shape [N={num_nodes}, {dim}] to match irreps_in={irreps}, "
                          f"got {list(x.shape)}")
     return x.to(dtype)
 
@@ -103,25 +106,6 @@ def num_graphs_of(data, batch: Optional[Tensor]) -> int:
 
 
 # --------------------------------------------------------------------------- layers
-class _WeightedSEGNNConv(SEGNNConv):
-    # SEGNNConv whose messages m_ij are multiplied by a per-edge weight (the cutoff envelope)
-    # before the sum over neighbours. SEGNNConv.forward takes no edge weight yet; this keeps
-    # its parameters and state-dict layout and changes message() only.
-    _edge_weight: Optional[Tensor] = None
-
-    def forward(self, x, edge_index, edge_attr, node_attr, additional_message_features=None, batch=None,
-                edge_weight: Optional[Tensor] = None):
-        self._edge_weight = edge_weight
-        try:
-            return super().forward(x, edge_index, edge_attr, node_attr, additional_message_features, batch)
-        finally:
-            self._edge_weight = None
-
-    def message(self, x_i: Tensor, x_j: Tensor, edge_attr: Tensor, extra: Optional[Tensor]) -> Tensor:
-        m = super().message(x_i, x_j, edge_attr, extra)
-        return m if self._edge_weight is None else m * self._edge_weight
-
-
 def _hidden_irreps(hidden_irreps, hidden_channels: int, lmax_h: int, attr: o3.Irreps, subspace: str) -> o3.Irreps:
     if hidden_irreps is not None:
         irreps = as_irreps(hidden_irreps, "hidden_irreps")
@@ -259,6 +243,11 @@ class SEGNN(EquigraphModel):
             needs ``out_channels`` and a pooled output). (default: :obj:`False`)
         allow_zero_length (bool, optional): give zero-length edges the trivial attribute
             instead of raising. (default: :obj:`False`)
+        tp_backend (str, optional): what computes the tensor products, ``"e3nn"`` or
+            ``"cueq"`` (NVIDIA cuEquivariance, optional: ``pip install
+            cuequivariance-torch``, and ``cuequivariance-ops-torch-cu12`` for its GPU
+            kernels). The same function of the same parameters: a state dict loads with
+            either. (default: ``"e3nn"``)
 
     Shapes:
         - **input:** a :class:`~torch_geometric.data.Data` / ``Batch`` with ``pos``
@@ -282,6 +271,8 @@ class SEGNN(EquigraphModel):
         >>> out["y"].shape, out["h"].shape
         (torch.Size([1, 1]), torch.Size([3, 16]))
     """
+
+    graph_from_input_positions = True
 
     def __init__(
         self,
@@ -309,8 +300,10 @@ class SEGNN(EquigraphModel):
         envelope: bool = True,
         atom_ref: bool = False,
         allow_zero_length: bool = False,
+        tp_backend: str = "e3nn",
     ):
         super().__init__()
+        self.tp_backend = check_tp_backend("tp_backend", tp_backend)
         check_positive_int("hidden_channels", hidden_channels)
         check_positive_int("num_layers", num_layers)
         check_positive_int("lmax_h", lmax_h, 0)
@@ -333,6 +326,7 @@ class SEGNN(EquigraphModel):
             features = o3.Irreps(f"{max_z}x0e")
         else:
             self.irreps_in = as_irreps(irreps_in, "irreps_in")
+            self._irreps_in_text, self._irreps_in_dim = str(self.irreps_in), self.irreps_in.dim
             features = self.irreps_in
         n_scalars, n_vectors = len(self.scalar_inputs), len(self.vector_inputs)
         extra_inputs = o3.Irreps(f"{n_scalars}x0e") + o3.Irreps(f"{n_vectors}x1o")
@@ -378,31 +372,32 @@ class SEGNN(EquigraphModel):
         # Sub-layers initialise themselves on construction; fork_rng keeps those draws off the
         # global generator, so that reset_parameters below makes every draw.
         with torch.random.fork_rng(devices=[]):
-            self.embedding = O3TensorProduct(self.irreps_input, hidden, attr)
-            conv = SEGNNConv if self.envelope is None else _WeightedSEGNNConv
+            backend = self.tp_backend
+            self.embedding = O3TensorProduct(self.irreps_input, hidden, attr, backend=backend)
+            # Inputs are validated once per forward (below), not again in every layer.
             self.convs = ModuleList([
-                conv(hidden, hidden, hidden, attr, attr, additional_message_irreps=self.additional_message_irreps,
-                     norm=norm)
+                SEGNNConv(hidden, hidden, hidden, attr, attr, additional_message_irreps=self.additional_message_irreps,
+                          norm=norm, validate=False, tp_backend=backend)
                 for _ in range(num_layers)
             ])
             self.readout = self.post_pool1 = self.post_pool2 = None
             self.pre_pool1 = self.pre_pool2 = None
             if out_channels is not None:
                 pooled = o3.Irreps(f"{out_channels * hidden.num_irreps}x0e")
-                self.pre_pool1 = O3TensorProductGate(hidden, hidden, attr)
-                self.pre_pool2 = O3TensorProduct(hidden, pooled, attr)
+                self.pre_pool1 = O3TensorProductGate(hidden, hidden, attr, backend=backend)
+                self.pre_pool2 = O3TensorProduct(hidden, pooled, attr, backend=backend)
                 self.readout = Readout(pooled.dim, out_channels, hidden_channels=pooled.dim, reduce=reduce,
                                        graph_mlp=self.graph_mlp, max_z=max_z if atom_ref else None)
             elif self.irreps_out is not None:
-                self.pre_pool1 = O3TensorProductGate(hidden, hidden, attr)
+                self.pre_pool1 = O3TensorProductGate(hidden, hidden, attr, backend=backend)
                 if self.graph_mlp:
                     pooled = self._pooled_irreps(self.irreps_out, hidden.num_irreps)
-                    self.pre_pool2 = O3TensorProduct(hidden, pooled, attr)
-                    self.post_pool1 = O3TensorProductGate(pooled, pooled)
-                    self.post_pool2 = O3TensorProduct(pooled, self.irreps_out)
+                    self.pre_pool2 = O3TensorProduct(hidden, pooled, attr, backend=backend)
+                    self.post_pool1 = O3TensorProductGate(pooled, pooled, backend=backend)
+                    self.post_pool2 = O3TensorProduct(pooled, self.irreps_out, backend=backend)
                 else:
                     try:
-                        self.pre_pool2 = O3TensorProduct(hidden, self.irreps_out, attr)
+                        self.pre_pool2 = O3TensorProduct(hidden, self.irreps_out, attr, backend=backend)
                     except ValueError as err:
                         raise ValueError(f"irreps_out: {err}") from None
         self.reset_parameters()
@@ -461,7 +456,7 @@ class SEGNN(EquigraphModel):
             z = inputs.atomic_numbers(data, self.max_z, n)
             features = [torch.nn.functional.one_hot(z, self.max_z).to(dtype)]
         else:
-            x = irreps_features(data, self.irreps_in, n, dtype)
+            x = irreps_features(data, self._irreps_in_text, self._irreps_in_dim, n, dtype)
             features = [x]
         if self.readout is not None and self.readout.atom_ref is not None and z is None:
             z = inputs.atomic_numbers(data, self.readout.max_z, n)
@@ -484,6 +479,7 @@ class SEGNN(EquigraphModel):
         if self.envelope is not None or self.distance is not None:
             length = safe_norm(vec, dim=-1, keepdim=True)
         if self.envelope is not None:
+            check_supplied_edges(data, length, self.envelope.cutoff)
             edge_weight = self.envelope(length)
             node_attr = self._node_attributes(edge_sh, edge_index, edge_weight, n)
         for v in attr_vectors:
@@ -500,10 +496,7 @@ class SEGNN(EquigraphModel):
 
         h = self.embedding(torch.cat(features, dim=-1), node_attr)
         for conv in self.convs:
-            if edge_weight is None:
-                h = conv(h, edge_index, edge_sh, node_attr, extra, batch)
-            else:
-                h = conv(h, edge_index, edge_sh, node_attr, extra, batch, edge_weight=edge_weight)
+            h = conv(h, edge_index, edge_sh, node_attr, extra, batch, edge_weight=edge_weight)
         out = {K.H: h}
         if self.pre_pool1 is None:
             return out
@@ -532,4 +525,5 @@ class SEGNN(EquigraphModel):
         return (f"{self.__class__.__name__}({node_in}, hidden_irreps={self.hidden_irreps}, "
                 f"num_layers={self.num_layers}, lmax_attr={self.attributes.lmax}, {head}, reduce={self.reduce!r}, "
                 f"norm={self.norm!r}, interaction_graph={self.interaction_graph}, "
-                f"envelope={self.envelope is not None})")
+                f"envelope={self.envelope is not None}"
+                + (f", tp_backend={self.tp_backend!r})" if self.tp_backend != "e3nn" else ")"))

@@ -12,9 +12,9 @@ from torch.nn.utils import skip_init
 from equigraph.data import keys as K
 from equigraph.nn.conv.tfn import TFNConv
 from equigraph.nn.cutoff import PolynomialCutoff
-from equigraph.nn.geometry import check_edge_vec_inputs
+from equigraph.nn.geometry import DEFAULT_EPS, check_edge_vec_inputs, edge_vec_unchecked
 from equigraph.nn.radial import BesselBasis
-from equigraph.nn.steerable import Gate, as_irreps
+from equigraph.nn.steerable import Gate, as_irreps, check_edge_lengths, check_tp_backend
 
 from . import inputs
 from .contract import EquigraphModel, Output, resolve_interaction_graph
@@ -100,6 +100,10 @@ class TFN(EquigraphModel):
             (default: :obj:`False`)
         allow_zero_length (bool, optional): accept zero-length edges (their direction-less
             part only). (default: :obj:`False`)
+        tp_backend (str, optional): what computes the tensor products, ``"e3nn"`` or
+            ``"cueq"`` (NVIDIA cuEquivariance, optional: ``pip install
+            cuequivariance-torch``). The same function of the same parameters.
+            (default: ``"e3nn"``)
 
     Shapes:
         - **input:** a :class:`~torch_geometric.data.Data` / ``Batch`` with ``pos``
@@ -120,6 +124,8 @@ class TFN(EquigraphModel):
         >>> out["y"].shape, out["h"].shape
         (torch.Size([1, 1]), torch.Size([3, 20]))
     """
+
+    graph_from_input_positions = True
 
     def __init__(
         self,
@@ -143,8 +149,10 @@ class TFN(EquigraphModel):
         envelope: bool = True,
         atom_ref: bool = False,
         allow_zero_length: bool = False,
+        tp_backend: str = "e3nn",
     ):
         super().__init__()
+        self.tp_backend = check_tp_backend("tp_backend", tp_backend)
         check_positive_int("num_layers", num_layers)
         check_positive_int("lmax", lmax, 0)
         check_positive_int("max_z", max_z)
@@ -183,6 +191,7 @@ class TFN(EquigraphModel):
         self.radial_cutoff = float(radial_cutoff)
         self.use_envelope = bool(envelope) and graph_cutoff is not None
         self.num_layers, self.lmax, self.max_z = num_layers, lmax, max_z
+        self.allow_zero_length = bool(allow_zero_length)
         self.in_channels, self.out_channels, self.positions = in_channels, out_channels, bool(positions)
 
         n0 = even[0][0]
@@ -198,7 +207,7 @@ class TFN(EquigraphModel):
                                cutoff_fn=PolynomialCutoff(self.radial_cutoff) if self.use_envelope else _NoEnvelope(),
                                radial_hidden=(radial_hidden,), act=act, avg_num_neighbors=avg_num_neighbors,
                                self_interaction=any(ir in {i for _, i in irreps_in} for _, ir in irreps_out),
-                               allow_zero_length=allow_zero_length)
+                               allow_zero_length=allow_zero_length, validate=False, tp_backend=self.tp_backend)
             except ValueError as err:
                 raise ValueError(f"{what}: {err}") from None
 
@@ -261,9 +270,11 @@ class TFN(EquigraphModel):
         scalars = [node_scalars(data, key, n, dtype) for key in self.scalar_inputs]
         vectors = node_vector_inputs(data, self.vector_inputs, pos, batch, num_graphs)
         edge_index, shift, cell = self.graph(data)
-        # Inputs are validated here, once per forward (the convolutions repeat the cheap
-        # shape checks of their own inputs).
+        # Inputs are validated here, once per forward (the convolutions are built with
+        # validate=False).
         check_edge_vec_inputs(pos, edge_index, shift, cell, batch)
+        if not self.allow_zero_length:
+            check_edge_lengths(edge_vec_unchecked(pos, edge_index, shift, cell, batch), edge_index, DEFAULT_EPS)
         inputs.check_finite({K.X: x, **dict(zip(self.scalar_inputs, scalars)),
                              **{k: getattr(data, k) for k in self.vector_inputs if k != K.POS}})
         h = torch.cat(features + scalars + vectors, dim=-1)
@@ -284,4 +295,5 @@ class TFN(EquigraphModel):
         return (f"{self.__class__.__name__}(hidden_irreps={self.hidden_irreps}, num_layers={self.num_layers}, "
                 f"lmax={self.lmax}, out_channels={self.out_channels}, {node_in}, positions={self.positions}, "
                 f"radial_cutoff={self.radial_cutoff:g}, interaction_graph={self.interaction_graph}, "
-                f"envelope={self.use_envelope})")
+                f"envelope={self.use_envelope}"
+                + (f", tp_backend={self.tp_backend!r})" if self.tp_backend != "e3nn" else ")"))

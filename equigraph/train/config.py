@@ -33,6 +33,7 @@ DEFAULTS: dict[str, Any] = {
         "batch_size": 96,
         "eval_batch_size": None,
         "num_workers": 0,
+        "loader": "pyg",
     },
     "targets": {},
     "train": {
@@ -62,6 +63,8 @@ DEFAULTS: dict[str, Any] = {
         "check_val_every_n_epoch": 1,
         "deterministic": False,
         "num_threads": None,
+        "compile": False,
+        "matmul_precision": "highest",
     },
 }
 
@@ -69,6 +72,7 @@ DEFAULTS: dict[str, Any] = {
 _TYPES: dict[str, tuple] = {
     "seed": (int,), "out_dir": (str,),
     "data.batch_size": (int,), "data.eval_batch_size": (int, type(None)), "data.num_workers": (int,),
+    "data.loader": (str,),
     "train.max_epochs": (int,), "train.max_time": (str, dict, type(None)), "train.loss": (str,), "train.optimizer": (str,), "train.lr": (int, float),
     "train.weight_decay": (int, float), "train.scheduler": (str,), "train.plateau_factor": (int, float),
     "train.plateau_patience": (int,), "train.min_lr": (int, float), "train.ema_decay": (int, float, type(None)),
@@ -78,7 +82,19 @@ _TYPES: dict[str, tuple] = {
     "train.precision": (str, int), "train.progress_bar": (bool,), "train.log_every_n_steps": (int,),
     "train.limit_train_batches": (int, float, type(None)), "train.check_val_every_n_epoch": (int,),
     "train.deterministic": (bool,), "train.num_threads": (int, type(None)),
+    "train.compile": (bool, dict), "train.matmul_precision": (str,),
 }
+
+
+#: ``torch.set_float32_matmul_precision`` values: ``"high"`` allows TF32 matrix products on
+#: GPUs that have them (faster, about 1e-3 relative error per product), ``"medium"`` bf16.
+MATMUL_PRECISIONS = ("highest", "high", "medium")
+#: Keys of ``train.compile`` when it is a mapping: passed to ``torch.compile``.
+COMPILE_OPTIONS = ("mode", "dynamic", "fullgraph", "backend", "options")
+#: ``data.loader``: ``"pyg"`` (PyG's DataLoader, collated on the host per batch) or
+#: ``"device"`` (each split collated once and kept on the training device; batches are
+#: gathered there, see :mod:`equigraph.train.device_loader`).
+LOADERS = ("pyg", "device")
 
 
 class _Loader(yaml.SafeLoader):
@@ -199,6 +215,16 @@ def validate_config(config: dict) -> dict:
         raise ValueError(f"config: train.devices must be a positive integer, -1, 'auto' or a list, got {train['devices']!r}")
     if train["accelerator"] not in ("auto", "cpu", "gpu", "cuda", "mps", "tpu"):
         raise ValueError(f"config: train.accelerator must be auto, cpu, gpu, cuda or mps, got {train['accelerator']!r}")
+    if train["matmul_precision"] not in MATMUL_PRECISIONS:
+        raise ValueError(f"config: train.matmul_precision must be one of {', '.join(MATMUL_PRECISIONS)}, "
+                         f"got {train['matmul_precision']!r}")
+    if isinstance(train["compile"], dict):
+        unknown = set(train["compile"]) - set(COMPILE_OPTIONS)
+        if unknown:
+            raise ValueError(f"config: train.compile has unknown keys {sorted(unknown)}; expected some of "
+                             f"{', '.join(COMPILE_OPTIONS)} (torch.compile's arguments)")
+    if config["data"]["loader"] not in LOADERS:
+        raise ValueError(f"config: data.loader must be one of {', '.join(LOADERS)}, got {config['data']['loader']!r}")
     if config["data"]["batch_size"] < 1:
         raise ValueError(f"config: data.batch_size must be a positive integer, got {config['data']['batch_size']!r}")
     for name, spec in config["targets"].items():

@@ -2,34 +2,58 @@
 split building and each dataset's options live in :mod:`equigraph.datasets.registry`)."""
 from __future__ import annotations
 
+from typing import Callable, Optional
+
 import lightning.pytorch as pl
 from torch_geometric.loader import DataLoader
 
 from equigraph.datasets.registry import DataSplits
+from equigraph.train.device_loader import DeviceBatches
 
 
 class SplitsDataModule(pl.LightningDataModule):
-    """Loaders over :class:`DataSplits`; Lightning adds the distributed sampler under DDP."""
+    """Loaders over :class:`DataSplits`.
+
+    ``loader="pyg"``: PyG's ``DataLoader`` (Lightning adds the distributed sampler under
+    DDP). ``loader="device"``: each split collated once on the training device and checked
+    once (:class:`~equigraph.train.device_loader.DeviceBatches`; this process's share under
+    DDP), with the model's interaction graph built once per split when ``graph`` is given.
+    """
 
     def __init__(self, splits: DataSplits, batch_size: int = 96, eval_batch_size: int | None = None,
-                 num_workers: int = 0):
+                 num_workers: int = 0, loader: str = "pyg", seed: int = 0, max_z: Optional[int] = None,
+                 graph: Optional[Callable] = None):
         super().__init__()
         if batch_size < 1:
             raise ValueError(f"batch_size: must be positive, got {batch_size}")
+        if loader not in ("pyg", "device"):
+            raise ValueError(f"loader: expected 'pyg' or 'device', got {loader!r}")
         self.splits = splits
         self.batch_size = batch_size
         self.eval_batch_size = eval_batch_size or batch_size
         self.num_workers = num_workers
+        self.loader, self.seed, self.max_z, self.graph = loader, seed, max_z, graph
+        self._device_batches: dict[str, DeviceBatches] = {}
 
-    def _loader(self, data, batch_size, shuffle):
-        return DataLoader(data, batch_size=batch_size, shuffle=shuffle, num_workers=self.num_workers,
-                          persistent_workers=self.num_workers > 0)
+    def _loader(self, split, batch_size, shuffle):
+        data = getattr(self.splits, split)
+        if self.loader == "pyg":
+            return DataLoader(data, batch_size=batch_size, shuffle=shuffle, num_workers=self.num_workers,
+                              persistent_workers=self.num_workers > 0)
+        if split not in self._device_batches:  # collated once per run, not once per epoch
+            trainer = self.trainer
+            rank, world = (trainer.global_rank, trainer.world_size) if trainer is not None else (0, 1)
+            device = trainer.strategy.root_device if trainer is not None else "cpu"
+            self._device_batches[split] = DeviceBatches(
+                data, batch_size, shuffle=shuffle, device=device, seed=self.seed, rank=rank, world_size=world,
+                split=split, max_z=self.max_z, graph=self.graph)
+        return self._device_batches[split]
 
     def train_dataloader(self):
-        return self._loader(self.splits.train, self.batch_size, True)
+        return self._loader("train", self.batch_size, True)
 
     def val_dataloader(self):
-        return self._loader(self.splits.val, self.eval_batch_size, False)
+        return self._loader("val", self.eval_batch_size, False)
 
     def test_dataloader(self):
-        return self._loader(self.splits.test, self.eval_batch_size, False)
+        return self._loader("test", self.eval_batch_size, False)

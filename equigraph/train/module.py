@@ -2,11 +2,13 @@
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
+from contextlib import nullcontext
 
 import lightning.pytorch as pl
 import torch
 from torch import Tensor, nn
 
+from equigraph.models import inputs
 from equigraph.registry import spec_of
 from equigraph.train.targets import LOSSES, Target, pair
 
@@ -112,6 +114,10 @@ class TaskModule(pl.LightningModule):
         self.targets = resolved
         self.model = _build_model(built)
         self.loss_fns = {t.name: LOSSES.build(t.loss) for t in self.targets}
+        #: Set by the trainer when every split was checked once
+        #: (:func:`equigraph.train.device_loader.check_records`): steps then skip the
+        #: per-batch value checks, each a device synchronisation.
+        self.trusted_inputs = False
 
     @property
     def metric_unit(self) -> str:
@@ -120,7 +126,8 @@ class TaskModule(pl.LightningModule):
 
     def forward(self, batch) -> dict:
         """The model's outputs, in physical units."""
-        out = self.model(batch)
+        with inputs.trusted() if self.trusted_inputs else nullcontext():
+            out = self.model(batch)
         if not isinstance(out, dict):
             raise ValueError(f"model: forward must return a dict of tensors, got {type(out).__name__}")
         return out

@@ -25,6 +25,7 @@ from torch_geometric.loader import DataLoader
 from equigraph.data import keys as K
 from equigraph.datasets.registry import DataSplits, build_splits
 from equigraph.models import io as model_io
+from equigraph.models.force_field import ForceField
 from equigraph.train.callbacks import EpochProgressBar, EpochTimer, LearningCurve, NonFiniteLoss
 from equigraph.train.config import DEFAULTS, apply_overrides, load_config, validate_config
 from equigraph.train.data import SplitsDataModule
@@ -35,10 +36,10 @@ from equigraph.train.targets import Target, fit_statistics, pair, resolve_target
 #: Environment variable through which DDP workers (re-launched scripts) find rank 0's run folder.
 _RUN_DIR_ENV = "EQUIGRAPH_RUN_DIR"
 #: ``data`` keys that configure the loaders; the rest are the dataset's own options.
-LOADER_KEYS = ("name", "batch_size", "eval_batch_size", "num_workers")
+LOADER_KEYS = ("name", "batch_size", "eval_batch_size", "num_workers", "loader")
 #: Overrides ``evaluate`` accepts: where the data lives and how it is batched, nothing that
 #: changes what the model is scored on.
-EVALUATE_OVERRIDES = ("data.root", "data.batch_size", "data.eval_batch_size", "data.num_workers")
+EVALUATE_OVERRIDES = ("data.root", "data.batch_size", "data.eval_batch_size", "data.num_workers", "data.loader")
 
 
 @dataclass
@@ -67,7 +68,9 @@ class FitResult:
     metrics: dict = field(default_factory=dict)
 
 
-def _dataset_options(data_cfg: dict) -> dict:
+def dataset_options(data_cfg: dict) -> dict:
+    """The ``data`` section less the loader keys: the options of the dataset's builder
+    (``name`` stays: it picks the dataset)."""
     return {k: v for k, v in data_cfg.items() if k not in LOADER_KEYS[1:]}
 
 
@@ -208,6 +211,8 @@ def fit(config: dict | str | Path | None = None, overrides: tuple[str, ...] | li
             raise ValueError("fit: give a config (or resume=RUN_DIR)")
         config = load_config(config, overrides)
     check_machine(config)
+    # Process-wide: "high" lets float32 matrix products use TF32 on GPUs that have it.
+    torch.set_float32_matmul_precision(config["train"]["matmul_precision"])
     if config["train"]["num_threads"] is not None:
         # On a shared or small CPU, one intra-op thread per process avoids oversubscription.
         torch.set_num_threads(int(config["train"]["num_threads"]))
@@ -217,7 +222,7 @@ def fit(config: dict | str | Path | None = None, overrides: tuple[str, ...] | li
         config["model"] = {"name": type(model).__name__}
     net = _build_model(model if model is not None else config["model"])
     if splits is None:
-        splits = build_splits(_dataset_options(config["data"]))
+        splits = build_splits(dataset_options(config["data"]))
     targets = resolve_targets(config, splits, net)
     if ckpt_path is not None:
         # The loss scales fitted when the run started (the model's buffers come back with
@@ -241,9 +246,17 @@ def fit(config: dict | str | Path | None = None, overrides: tuple[str, ...] | li
                         max_epochs=train["max_epochs"], min_lr=float(train["min_lr"]),
                         plateau_factor=train["plateau_factor"], plateau_patience=train["plateau_patience"],
                         config=config)
+    device_loader = config["data"]["loader"] == "device"
+    inner = getattr(net, "model", net) if isinstance(net, ForceField) else net
     data = SplitsDataModule(splits, batch_size=config["data"]["batch_size"],
                             eval_batch_size=config["data"]["eval_batch_size"],
-                            num_workers=config["data"]["num_workers"])
+                            num_workers=config["data"]["num_workers"], loader=config["data"]["loader"],
+                            seed=int(config["seed"]), max_z=getattr(inner, "max_z", None),
+                            graph=_graph_builder(inner) if device_loader else None)
+    module.trusted_inputs = device_loader  # every split is checked once when it is collated
+    if train["compile"] is not False:
+        # In place: parameter names, checkpoints and model.pt stay those of the plain model.
+        module.model.compile(**(train["compile"] if isinstance(train["compile"], dict) else {}))
     grad_in_eval = any(t.output in (K.FORCES, K.STRESS) for t in targets)
     trainer, timer, ckpt = build_trainer(config, run_dir, grad_in_eval)
     metrics_csv = run_dir / "logs" / "metrics.csv"
@@ -298,6 +311,19 @@ def fit(config: dict | str | Path | None = None, overrides: tuple[str, ...] | li
     if trainer.is_global_zero:
         (run_dir / "result.json").write_text(json.dumps(_json_safe(asdict(result)), indent=2) + "\n")
     return result
+
+
+def _graph_builder(model):
+    """``model.graph`` as a once-per-split edge builder when the model declares that its
+    forward builds its graph once from the input positions, else :obj:`None`."""
+    if not getattr(model, "graph_from_input_positions", False):
+        return None
+
+    def build(batch):
+        edge_index, shift, _ = model.graph(batch)
+        return edge_index, shift
+
+    return build
 
 
 def _json_safe(value):
@@ -389,7 +415,7 @@ def evaluate(model_or_path, split: str = "test", overrides: tuple[str, ...] | li
         if not meta.get("data"):
             raise ValueError("evaluate: this model was trained on data passed in Python (fit(splits=...)); "
                              "pass the same splits= to evaluate it")
-        splits = build_splits(_dataset_options(data_cfg))
+        splits = build_splits(dataset_options(data_cfg))
     targets = [Target(name=name, **{k: v for k, v in t.items()}) for name, t in meta.get("targets", {}).items()]
     if not targets:
         raise ValueError("evaluate: the model file records no targets")

@@ -246,6 +246,9 @@ def pair(t: Target, out: dict, batch) -> tuple[Tensor, Tensor]:
     if pred.shape != true.shape:
         raise ValueError(f"target {t.name!r}: prediction shape {tuple(pred.shape)} != data shape {tuple(true.shape)}")
     if t.extensive:
-        natoms = torch.bincount(batch.batch, minlength=pred.size(0)).to(pred.dtype).reshape(-1, *([1] * (pred.dim() - 1)))
+        ptr = getattr(batch, "ptr", None)
+        # From ptr: bincount's output size depends on the data, a device synchronisation.
+        natoms = ptr.diff() if ptr is not None else torch.bincount(batch.batch, minlength=pred.size(0))
+        natoms = natoms.to(pred.dtype).reshape(-1, *([1] * (pred.dim() - 1)))
         pred, true = pred / natoms, true / natoms
     return pred, true

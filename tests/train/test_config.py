@@ -86,10 +86,11 @@ def test_invalid_configs(overrides, match):
 
 def test_unknown_dataset_options_are_named():
     from equigraph.datasets import build_splits
+    from equigraph.train.run import dataset_options
 
     cfg = load_config(CONFIGS / "qm9_egnn_demo.yaml", ["data.targets=gap"])
     with pytest.raises(ValueError, match="data: dataset 'qm9': unknown argument 'targets'"):
-        build_splits({k: v for k, v in cfg["data"].items() if k not in ("batch_size", "eval_batch_size", "num_workers")})
+        build_splits(dataset_options(cfg["data"]))
 
 
 def test_yaml_syntax_error_names_file_and_line(tmp_path):
