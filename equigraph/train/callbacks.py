@@ -15,31 +15,56 @@ class NonFiniteLossError(FloatingPointError):
 
 
 class NonFiniteLoss(pl.Callback):
-    """Stops training before the backward pass of a batch whose loss is NaN or inf.
+    """Stops training on a batch whose loss is NaN or inf, naming the epoch and the batch, so
+    that the data that produced it can be found.
 
-    Checking before ``backward`` keeps the weights (and the EMA, and the last checkpoint) free
-    of the non-finite update. The error names the epoch and the batch, so that the data that
-    produced it can be found.
+    On the CPU the check runs before the batch's backward pass, which keeps the weights (and
+    the EMA, and the last checkpoint) free of the non-finite update. On a GPU reading the
+    flag then would wait for the batch's forward pass, a synchronisation per step that
+    leaves the GPU idle while the host prepares the next step; there (``deferred``) the flag
+    of a batch is read one batch later, when it is long computed, and at the end of each
+    epoch: training still stops naming the batch, after at most one update from it.
+
+    Args:
+        deferred (bool, optional): read each flag one batch later; :obj:`None` does so on
+            CUDA devices only. (default: :obj:`None`)
 
     >>> NonFiniteLoss()
     NonFiniteLoss()
     """
 
-    def __init__(self):
+    def __init__(self, deferred: bool | None = None):
         super().__init__()
+        self.deferred = deferred
         self._batch_idx = -1
+        self._pending = None  # (flag, loss, epoch, batch, global step) of the previous batch
 
     def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
         self._batch_idx = batch_idx
 
-    def on_before_backward(self, trainer, pl_module, loss):
-        if not torch.isfinite(loss.detach()).all():
+    def _check(self, trainer, finite, loss, epoch, batch_idx, step):
+        if not bool(finite):
             trainer.should_stop = True
             raise NonFiniteLossError(
-                f"training loss became {loss.detach().item()} at epoch {trainer.current_epoch}, "
-                f"batch {self._batch_idx} (global step {trainer.global_step}); stopping. "
-                "Check the inputs of that batch for NaN/inf, or lower the learning rate."
+                f"training loss became {loss.item()} at epoch {epoch}, batch {batch_idx} (global step {step}); "
+                "stopping. Check the inputs of that batch for NaN/inf, or lower the learning rate."
             )
+
+    def on_before_backward(self, trainer, pl_module, loss):
+        loss = loss.detach()
+        record = (torch.isfinite(loss).all(), loss, trainer.current_epoch, self._batch_idx, trainer.global_step)
+        deferred = loss.device.type == "cuda" if self.deferred is None else self.deferred
+        if not deferred:
+            self._check(trainer, *record)
+            return
+        previous, self._pending = self._pending, record
+        if previous is not None:
+            self._check(trainer, *previous)
+
+    def on_train_epoch_end(self, trainer, pl_module):
+        previous, self._pending = self._pending, None
+        if previous is not None:
+            self._check(trainer, *previous)
 
     def __repr__(self) -> str:
         return f"{self.__class__.__name__}()"
