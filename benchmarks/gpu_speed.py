@@ -189,6 +189,10 @@ def qm9_splits(root, max_molecules, targets=None):
                       featurizer=parts["train"].transform)
 
 
+#: Trainer overrides of the reduced-precision rows.
+PRECISIONS = {"bf16-mixed": ["train.precision=bf16-mixed"], "tf32": ["train.matmul_precision=high"]}
+
+
 def trainer_rate(device, molecules, epochs, threads=None, loader="pyg", compile_model=False, overrides=(),
                  splits=None, out_dir=None):
     """``equigraph.train.fit`` on ``configs/qm9_egnn.yaml`` for ``epochs`` epochs on
@@ -252,6 +256,8 @@ def main(argv=None):
     parser.add_argument("--trainer-molecules", type=int, default=None,
                         help="training molecules of the trainer row (default: 20000 on CUDA, 960 on CPU)")
     parser.add_argument("--trainer-epochs", type=int, default=2)
+    parser.add_argument("--trainer-precision", nargs="*", default=["bf16-mixed", "tf32"], choices=list(PRECISIONS),
+                        help="reduced precisions of extra trainer rows beside float32 (tf32 only on CUDA)")
     parser.add_argument("--trainer-override", action="append", default=[], metavar="KEY=VALUE",
                         help="extra config override of the trainer row (repeatable)")
     parser.add_argument("--no-trainer", dest="trainer", action="store_false", help="skip the trainer row")
@@ -308,12 +314,19 @@ def main(argv=None):
             tiny = TINY["qm9"]
             overrides = [f"model.hidden_channels={tiny['hidden']}", f"model.num_layers={tiny['layers']}",
                          "data.batch_size=4", *overrides]
-        for loader in (("pyg", "device") if args.loader == "both" else (args.loader,)):
+        loaders = ("pyg", "device") if args.loader == "both" else (args.loader,)
+        # Reduced precision only as an explicit option, with its effect on accuracy measured
+        # beside float32 (same seed, same batches): TF32 exists on GPUs only.
+        precisions = [("float32", [])] + [(p, PRECISIONS[p]) for p in args.trainer_precision if cuda or p != "tf32"]
+        runs = [(loader, "float32", []) for loader in loaders]
+        runs += [(loaders[-1], name, extra) for name, extra in precisions[1:]]
+        for loader, precision, extra in runs:
             result, used = trainer_rate(device, molecules, 1 if args.tiny else args.trainer_epochs, args.threads,
-                                        loader, args.compile, overrides, splits)
+                                        loader, args.compile, [*overrides, *extra], splits)
             where = "CUDA" if cuda else f"CPU, {args.threads or torch.get_num_threads()} thread(s)"
             label = (f"equigraph train configs/qm9_egnn.yaml, {result.num_train} train molecules, {result.epochs} "
-                     f"epoch(s), data.loader={loader}{', train.compile' if args.compile else ''}, {where}")
+                     f"epoch(s), data.loader={loader}{', train.compile' if args.compile else ''}, {precision}, "
+                     f"{where}")
             print(label, flush=True)
             print(f"  {result.graphs_per_second:.1f} molecules/s, {result.seconds_per_epoch:.2f} s/epoch, "
                   f"validation MAE {result.val_mae:.2f} {result.unit}", flush=True)
