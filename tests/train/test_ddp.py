@@ -12,11 +12,14 @@ HERE = Path(__file__).resolve().parent
 
 
 @pytest.mark.slow
-def test_ddp_two_cpu_processes(tmp_path):
-    """``strategy="ddp"`` on 2 CPU processes (gloo) through ``equigraph train``.
+@pytest.mark.parametrize("loader", ["pyg", "device"])
+def test_ddp_two_cpu_processes(tmp_path, loader):
+    """``strategy="ddp"`` on 2 CPU processes (gloo) through ``equigraph train``, with PyG's
+    loader (Lightning's distributed sampler) and the device loader (its own shards).
 
     Lightning re-launches the script for rank 1, so the run lives in a script of its own."""
     cfg = egnn_config(tmp_path, max_epochs=2, accelerator="cpu", devices=2, strategy="ddp", num_threads=1)
+    cfg["data"]["loader"] = loader
     (tmp_path / "ddp.yaml").write_text(yaml.safe_dump(cfg))
     script = tmp_path / "run_ddp.py"
     script.write_text(textwrap.dedent(f"""
