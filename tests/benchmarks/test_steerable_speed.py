@@ -102,3 +102,17 @@ def test_resolve_device_rejects_what_it_cannot_run_on():
     if not torch.cuda.is_available():
         with pytest.raises(ValueError, match="no CUDA device"):
             bench.resolve_device("cuda")
+
+
+def test_merged_input_irreps_compute_the_same_tensor_product():
+    # x_i + x_j + extra: every irrep of the input twice, merged into one block each.
+    attr = o3.Irreps.spherical_harmonics(2)
+    hidden = o3.Irreps("3x0e+2x1o+2x2e")
+    ours = O3TensorProductGate((hidden + hidden + o3.Irreps("1x0e")).simplify(), hidden, attr).tp
+    with torch.no_grad():
+        ours.bias.normal_()
+    merged = bench._MergedInputs(ours)
+    assert len(merged.tp.instructions) < len(ours.tp.instructions)
+    assert sorted(merged.weight_index.tolist()) == list(range(ours.weight_numel))  # a permutation
+    x, a = torch.randn(7, ours.irreps_in.dim), torch.randn(7, attr.dim)
+    torch.testing.assert_close(merged(x, a), ours(x, a), rtol=1e-5, atol=1e-6)
