@@ -175,10 +175,10 @@ def worker(task: str, model: str, budget: dict, out_dir: str, root: str | None, 
     from equigraph.datasets.registry import build_splits
     from equigraph.models import load
     from equigraph.train import fit
+    from equigraph.train.run import dataset_options
 
     config = _config(task, model, budget, out_dir, root)
-    data_cfg = {k: v for k, v in config["data"].items() if k not in ("batch_size", "eval_batch_size", "num_workers")}
-    splits = build_splits(data_cfg)
+    splits = build_splits(dataset_options(config["data"]))
     rss_data = _rss_mib()
     start = time.perf_counter()
     fit_result = fit(config)
