@@ -250,12 +250,14 @@ def main(argv=None):
     parser.add_argument("--batches", nargs="+", default=list(BATCHES), choices=list(BATCHES))
     parser.add_argument("--quick", action="store_true", help="fewer rounds (a smoke run)")
     parser.add_argument("--tiny", action="store_true", help="tiny models and batches (the smoke test)")
-    parser.add_argument("--compile", action="store_true", help="also equigraph + torch.compile (and train.compile)")
+    parser.add_argument("--compile", action="store_true", help="also equigraph + torch.compile rows of the batches")
     parser.add_argument("--loader", default="both", choices=["pyg", "device", "both"],
                         help="the trainer's data.loader (both: one row each, side by side)")
     parser.add_argument("--trainer-molecules", type=int, default=None,
                         help="training molecules of the trainer row (default: 20000 on CUDA, 960 on CPU)")
     parser.add_argument("--trainer-epochs", type=int, default=2)
+    parser.add_argument("--trainer-compile", action="store_true",
+                        help="train.compile in the trainer rows (a short run mostly times the compilation)")
     parser.add_argument("--trainer-precision", nargs="*", default=["bf16-mixed", "tf32"], choices=list(PRECISIONS),
                         help="reduced precisions of extra trainer rows beside float32 (tf32 only on CUDA)")
     parser.add_argument("--trainer-override", action="append", default=[], metavar="KEY=VALUE",
@@ -322,10 +324,10 @@ def main(argv=None):
         runs += [(loaders[-1], name, extra) for name, extra in precisions[1:]]
         for loader, precision, extra in runs:
             result, used = trainer_rate(device, molecules, 1 if args.tiny else args.trainer_epochs, args.threads,
-                                        loader, args.compile, [*overrides, *extra], splits)
+                                        loader, args.trainer_compile, [*overrides, *extra], splits)
             where = "CUDA" if cuda else f"CPU, {args.threads or torch.get_num_threads()} thread(s)"
             label = (f"equigraph train configs/qm9_egnn.yaml, {result.num_train} train molecules, {result.epochs} "
-                     f"epoch(s), data.loader={loader}{', train.compile' if args.compile else ''}, {precision}, "
+                     f"epoch(s), data.loader={loader}{', train.compile' if args.trainer_compile else ''}, {precision}, "
                      f"{where}")
             print(label, flush=True)
             print(f"  {result.graphs_per_second:.1f} molecules/s, {result.seconds_per_epoch:.2f} s/epoch, "
