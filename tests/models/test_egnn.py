@@ -75,12 +75,14 @@ class TestMolecule(EquivariantModelTests):
 
 
 class TestNBody(EquivariantModelTests):
-    """The paper's N-body EGNN-vel: speed features, charge products, velocities."""
+    """The paper's N-body EGNN-vel: speed features, charge products, velocities; the data's
+    complete graph (``interaction_graph="full"``: no cutoff, no envelope)."""
 
     @pytest.fixture
     def model(self):
         torch.manual_seed(0)
-        return _randomise_coords(EGNN(in_channels=1, edge_dim=1, use_velocity=True, hidden_channels=8, num_layers=2))
+        return _randomise_coords(EGNN(in_channels=1, edge_dim=1, use_velocity=True, hidden_channels=8, num_layers=2,
+                                       interaction_graph="full"))
 
     @pytest.fixture
     def data_list(self):
@@ -94,11 +96,12 @@ class TestNBody(EquivariantModelTests):
     def test_propagate_velocity(self, data_list):
         torch.manual_seed(0)
         model = _randomise_coords(EGNN(in_channels=1, edge_dim=1, use_velocity=True, propagate_velocity=True,
-                                       hidden_channels=8, num_layers=2))
+                                       hidden_channels=8, num_layers=2,
+                                       interaction_graph="full"))
         assert_equivariant(model, data_list[0])
         torch.manual_seed(0)
         constant = _randomise_coords(EGNN(in_channels=1, edge_dim=1, use_velocity=True, hidden_channels=8,
-                                          num_layers=2))
+                                          num_layers=2, interaction_graph="full"))
         assert not torch.allclose(model(data_list[0])["pos"], constant(data_list[0])["pos"])
 
 
