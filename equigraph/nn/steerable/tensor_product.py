@@ -8,7 +8,7 @@ import torch
 from e3nn import o3
 from torch import Tensor
 
-from ._precision import ExactConstants, float64_default
+from ._precision import ExactConstants, constant_masters, float64_default, restore_constants
 from .cueq import CueqTensorProduct, check_tp_backend
 from .gate import Gate
 from .irreps import as_irreps
@@ -24,6 +24,43 @@ def _paths(irreps_in: o3.Irreps, irreps_attr: o3.Irreps, irreps_out: o3.Irreps) 
             for i2, (_, ir2) in enumerate(irreps_attr)
             for i3, (_, ir3) in enumerate(irreps_out)
             if ir3 in ir1 * ir2]
+
+
+def _merge_groups(irreps: o3.Irreps) -> Optional[List[List[int]]]:
+    """The blocks of ``irreps`` grouped by irrep (groups in sorted irrep order, blocks in
+    their order within a group, empty blocks left out), or None when no irrep repeats."""
+    groups: Dict[o3.Irrep, List[int]] = {}
+    for i, (mul, ir) in enumerate(irreps):
+        if mul > 0:
+            groups.setdefault(ir, []).append(i)
+    if all(len(blocks) == 1 for blocks in groups.values()):
+        return None
+    return [groups[ir] for ir in sorted(groups)]
+
+
+def _merged_layout(irreps_in: o3.Irreps, irreps_attr: o3.Irreps, irreps_out: o3.Irreps,
+                   tp: o3.TensorProduct, groups: List[List[int]]):
+    """The tensor product ``tp`` (``_paths`` instructions) with the equal irreps of its first
+    input merged into one block each: the merged irreps, their instructions, the input
+    columns in merged order and, for each merged flat weight, its index in ``tp.weight``.
+
+    Exact: with ``path_normalization="none"`` a path's coefficient does not depend on the
+    multiplicities, so a merged path ``(ir1, ir2, ir3)`` is the sum of the original paths
+    of its blocks, with their weights stacked along ``u`` (the first axis of ``"uvw"``)."""
+    merged = o3.Irreps([(sum(irreps_in[b].mul for b in blocks), irreps_in[blocks[0]].ir) for blocks in groups])
+    slices = irreps_in.slices()
+    columns = torch.cat([torch.arange(slices[b].start, slices[b].stop) for blocks in groups for b in blocks])
+    offsets, flat = {}, 0
+    for ins in tp.instructions:
+        offsets[(ins.i_in1, ins.i_in2, ins.i_out)] = flat
+        flat += math.prod(ins.path_shape)
+    instructions = _paths(merged, irreps_attr, irreps_out)
+    index = []
+    for i1, i2, i3, _, _ in instructions:
+        for b in groups[i1]:
+            start = offsets[(b, i2, i3)]
+            index.append(torch.arange(start, start + irreps_in[b].mul * irreps_attr[i2].mul * irreps_out[i3].mul))
+    return merged, instructions, columns, torch.cat(index)
 
 
 class O3TensorProduct(ExactConstants, torch.nn.Module):
@@ -46,8 +83,13 @@ class O3TensorProduct(ExactConstants, torch.nn.Module):
     layer (its ``tp_rescale``: e3nn's fan-in normalization undone by a rescale), written
     as one e3nn tensor product without the fan-in factor, which gives the same outputs
     without the extra pass; the flat weight ``tp.weight`` has the layout of e3nn's
-    :class:`~e3nn.o3.FullyConnectedTensorProduct`. Without attributes (``irreps_attr =
-    "1x0e"``, :math:`\mathbf{a} = 1`) it is an equivariant linear layer.
+    :class:`~e3nn.o3.FullyConnectedTensorProduct`. When an irrep repeats in ``irreps_in``
+    (SEGNN's message input :math:`\mathbf{h}_i \| \mathbf{h}_j` holds each twice), the
+    product runs with the equal irreps merged into one block each (``merged_tp``: fewer,
+    larger paths; the input columns and the flat weights are gathered into the merged
+    order, which is exact); the parameters, the state dict and ``tp`` keep the layout
+    above. Without attributes (``irreps_attr = "1x0e"``, :math:`\mathbf{a} = 1`) it is an
+    equivariant linear layer.
 
     Args:
         irreps_in (irreps): irreps of :math:`\mathbf{h}`.
@@ -95,13 +137,31 @@ class O3TensorProduct(ExactConstants, torch.nn.Module):
         # e3nn draws its own initial weights; keep that off the global RNG stream so that
         # a layer built after torch.manual_seed(s) equals one reset after torch.manual_seed(s).
         # Its Clebsch-Gordan buffers are built in float64 and kept exact through casts.
+        groups = _merge_groups(self.irreps_in)
         with torch.random.fork_rng(devices=[]), float64_default() as dtype:
             self.tp = o3.TensorProduct(self.irreps_in, self.irreps_attr, self.irreps_out, instructions,
                                        irrep_normalization="component", path_normalization="none",
                                        internal_weights=True, shared_weights=True)
+            if groups is not None:
+                merged, merged_instructions, columns, weight_index = _merged_layout(
+                    self.irreps_in, self.irreps_attr, self.irreps_out, self.tp, groups)
+                merged_tp = o3.TensorProduct(merged, self.irreps_attr, self.irreps_out, merged_instructions,
+                                             irrep_normalization="component", path_normalization="none",
+                                             internal_weights=False, shared_weights=True)
         self._keep_constants(dtype)
+        # The merged product is derived from tp (its weights, gathered), not state: held in a
+        # tuple, it is no submodule, so none of its buffers enters the state dict (checkpoints
+        # keep tp's layout, merged or not, through copies and pickling too); _apply moves it.
+        self._merged: tuple = ()
+        self._merged_constants: Dict[str, Tensor] = {}
+        if groups is not None:
+            self._merged_constants = constant_masters(merged_tp)
+            self._merged = (merged_tp.to(dtype),)
+            self.register_buffer("_merged_columns", columns, persistent=False)
+            self.register_buffer("_merged_weight_index", weight_index, persistent=False)
+        product = self.tp if self.merged_tp is None else self.merged_tp
         # The e3nn module keeps the parameters (and the state-dict layout) with either backend.
-        self._cueq = CueqTensorProduct(self.tp) if self.backend == "cueq" else None
+        self._cueq = CueqTensorProduct(product) if self.backend == "cueq" else None
         fan_in: Dict[int, int] = {}
         for ins in self.tp.instructions:
             mul_in, mul_attr = self.irreps_in[ins.i_in1].mul, self.irreps_attr[ins.i_in2].mul
@@ -116,6 +176,12 @@ class O3TensorProduct(ExactConstants, torch.nn.Module):
         else:
             self.register_parameter("bias", None)
         self.reset_parameters()
+
+    @property
+    def merged_tp(self) -> Optional[o3.TensorProduct]:
+        """The e3nn tensor product that runs with the equal irreps of ``irreps_in`` merged
+        (weights passed in, gathered from ``tp.weight``), or None when no irrep repeats."""
+        return self._merged[0] if self._merged else None
 
     @property
     def weight_numel(self) -> int:
@@ -155,11 +221,24 @@ class O3TensorProduct(ExactConstants, torch.nn.Module):
                 offset += stop - start
         return out
 
+    def _apply(self, fn, *args, **kwargs):
+        super()._apply(fn, *args, **kwargs)
+        if self._merged:
+            self._merged[0]._apply(fn, *args, **kwargs)
+            restore_constants(self._merged[0], self._merged_constants)
+        return self
+
     def forward(self, x: Tensor, attr: Optional[Tensor] = None) -> Tensor:
         attr = self._check(x, attr)
+        if not self._merged:
+            if self._cueq is not None:
+                return self.add_bias(self._cueq(x, attr, self.tp.weight))
+            return self.add_bias(self.tp(x, attr))
+        x = x.index_select(-1, self._merged_columns)
+        weight = self.tp.weight.index_select(0, self._merged_weight_index)
         if self._cueq is not None:
-            return self.add_bias(self._cueq(x, attr, self.tp.weight))
-        return self.add_bias(self.tp(x, attr))
+            return self.add_bias(self._cueq(x, attr, weight))
+        return self.add_bias(self._merged[0](x, attr, weight))
 
     def __repr__(self) -> str:
         backend = f", backend={self.backend!r}" if self.backend != "e3nn" else ""

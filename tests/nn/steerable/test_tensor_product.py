@@ -1,4 +1,5 @@
 """O3TensorProduct: SEGNN's attribute-conditioned tensor-product layer."""
+import copy
 import math
 
 import pytest
@@ -156,3 +157,201 @@ def test_cueq_backend_without_the_package_is_a_clear_error(monkeypatch):
         O3TensorProduct("2x0e", "2x0e", backend="cueq")
     with pytest.raises(ValueError, match="backend must be one of"):
         O3TensorProduct("2x0e", "2x0e", backend="torch")
+
+
+# SEGNN's first message layers (h_i || h_j || extra: every hidden irrep twice), narrowed.
+MERGED_CASES = {
+    "nbody_message": ("8x0e+8x1o+8x0e+8x1o+2x0e", "16x0e+8x1o", "1x0e+1x1o"),
+    "qm9_message": ("4x0e+4x1o+4x2e+4x0e+4x1o+4x2e+1x0e", "12x0e+4x1o+4x2e", "1x0e+1x1o+1x2e+1x3o"),
+    # unsorted, an empty block, an irrep three times
+    "unsorted": ("2x1o+0x0e+3x0e+1x1o+1x0e+2x1o", "3x0e+2x1o+1x1e", "0e+1o"),
+}
+
+
+class _Unmerged(torch.nn.Module):
+    """The layer before inputs were merged, rebuilt from e3nn: one TensorProduct over the
+    blocks of irreps_in as given (its state dict is a checkpoint of that layout)."""
+
+    def __init__(self, irreps_in, irreps_out, irreps_attr):
+        super().__init__()
+        irreps_in, irreps_out, irreps_attr = o3.Irreps(irreps_in), o3.Irreps(irreps_out), o3.Irreps(irreps_attr)
+        instructions = [(i1, i2, i3, "uvw", True) for i1, (_, ir1) in enumerate(irreps_in)
+                        for i2, (_, ir2) in enumerate(irreps_attr) for i3, (_, ir3) in enumerate(irreps_out)
+                        if ir3 in ir1 * ir2]
+        self.tp = o3.TensorProduct(irreps_in, irreps_attr, irreps_out, instructions, irrep_normalization="component",
+                                   path_normalization="none", internal_weights=True, shared_weights=True)
+        self.scalars = torch.tensor([ir.l == 0 and ir.p == 1 for (mul, ir) in irreps_out for _ in range(mul * ir.dim)])
+        self.bias = torch.nn.Parameter(torch.randn(int(self.scalars.sum())))
+
+    def forward(self, x, attr):
+        out = self.tp(x, attr)
+        return out.index_add(-1, self.scalars.nonzero()[:, 0], self.bias.expand(out.shape[:-1] + (-1,)))
+
+
+def _inputs(layer, n=7, seed=1):
+    gen, dtype = torch.Generator().manual_seed(seed), torch.get_default_dtype()
+    return (torch.randn(n, layer.irreps_in.dim, generator=gen).to(dtype),
+            torch.randn(n, layer.irreps_attr.dim, generator=gen).to(dtype))
+
+
+def _grads(layer, x, attr, params):
+    x, attr = x.clone().requires_grad_(True), attr.clone().requires_grad_(True)
+    out = layer(x, attr)
+    cot = torch.randn(out.shape, generator=torch.Generator().manual_seed(7)).to(out.dtype)
+    return out, torch.autograd.grad((out * cot).sum(), [x, attr] + params)
+
+
+@pytest.mark.parametrize("case", list(MERGED_CASES))
+def test_merged_inputs_match_the_unmerged_product(case):
+    irreps_in, irreps_out, irreps_attr = MERGED_CASES[case]
+    torch.manual_seed(0)
+    layer = O3TensorProduct(irreps_in, irreps_out, irreps_attr).to(torch.get_default_dtype())
+    assert layer.irreps_in == o3.Irreps(irreps_in) and layer.irreps_out == o3.Irreps(irreps_out)
+    assert layer.merged_tp is not None
+    assert len(layer.merged_tp.instructions) < len(layer.tp.instructions)
+    assert layer.merged_tp.irreps_in1 == o3.Irreps(irreps_in).sort().irreps.simplify()
+    old = _Unmerged(irreps_in, irreps_out, irreps_attr).to(torch.get_default_dtype())
+    old.load_state_dict(layer.state_dict())
+    x, attr = _inputs(layer)
+    out, grads = _grads(layer, x, attr, [layer.tp.weight, layer.bias])
+    out_old, grads_old = _grads(old, x, attr, [old.tp.weight, old.bias])
+    _close(out, out_old)
+    for g, g_old in zip(grads, grads_old):
+        _close(g, g_old)
+    # the old code path is still there: tp holds the weights in the unmerged layout
+    with torch.no_grad():
+        _close(layer(x, attr), layer.add_bias(layer.tp(x, attr)))
+
+
+@pytest.mark.parametrize("gated", [False, True])
+def test_merged_state_dict_is_the_unmerged_layout(gated):
+    irreps_in, irreps_out, irreps_attr = MERGED_CASES["qm9_message"]
+    dtype = torch.get_default_dtype()
+    torch.manual_seed(1)  # other initial weights: everything must come from the checkpoint
+    if gated:
+        layer = O3TensorProductGate(irreps_in, irreps_out, irreps_attr).to(dtype)
+        inner = layer.tp
+    else:
+        layer = inner = O3TensorProduct(irreps_in, irreps_out, irreps_attr).to(dtype)
+    torch.manual_seed(0)
+    old = _Unmerged(irreps_in, inner.irreps_out, irreps_attr).to(dtype)
+    checkpoint = old.state_dict()
+    state = inner.state_dict()
+    assert state.keys() == checkpoint.keys()  # no key of the merged product
+    assert all(state[k].shape == v.shape for k, v in checkpoint.items())
+    inner.load_state_dict(checkpoint)
+    for k, v in checkpoint.items():
+        assert torch.equal(inner.state_dict()[k], v), k
+    x, attr = _inputs(layer)
+    expected = old(x, attr)
+    _close(layer(x, attr), layer.gate(expected) if gated else expected)
+
+
+@pytest.mark.parametrize("case", ["nbody_message", "qm9_message"])
+def test_merged_equivariant(case):
+    irreps_in, irreps_out, irreps_attr = MERGED_CASES[case]
+    torch.manual_seed(0)
+    layer = O3TensorProduct(irreps_in, irreps_out, irreps_attr).to(torch.get_default_dtype())
+    gen = torch.Generator().manual_seed(1)
+    dtype = torch.get_default_dtype()
+    data = Data(x=torch.randn(6, layer.irreps_in.dim, generator=gen).to(dtype),
+                pos=torch.randn(6, 3, generator=gen).to(dtype))
+    assert_equivariant(_attr_module(layer), data, "O3", in_types={"x": layer.irreps_in, "pos": "vector"},
+                       out_types=layer.irreps_out)
+
+
+def test_merged_matches_segnn_definition_and_keeps_init():
+    irreps_in, irreps_out, irreps_attr = MERGED_CASES["qm9_message"]
+    torch.manual_seed(0)
+    layer = O3TensorProduct(irreps_in, irreps_out, irreps_attr).to(torch.get_default_dtype())
+    # every path of the unmerged layout keeps its own bound (the fan-in of its output irrep)
+    fan_in = {}
+    for ins in layer.tp.instructions:
+        fan_in[ins.i_out] = fan_in.get(ins.i_out, 0) + ins.path_shape[0] * ins.path_shape[1]
+    for ins, w in zip(layer.tp.instructions, layer.tp.weight_views()):
+        assert w.abs().max() <= 1 / math.sqrt(fan_in[ins.i_out])
+    fresh = {k: v.clone() for k, v in layer.state_dict().items()}
+    torch.manual_seed(0)
+    layer.reset_parameters()
+    for k, v in fresh.items():
+        assert torch.equal(layer.state_dict()[k], v), k
+    # SEGNN's definition: FullyConnectedTensorProduct ("component") divided by 1/sqrt(fan_in)
+    x, attr = _inputs(layer)
+    fctp = o3.FullyConnectedTensorProduct(layer.irreps_in, layer.irreps_attr, layer.irreps_out,
+                                          irrep_normalization="component").to(x.dtype)
+    with torch.no_grad():
+        fctp.weight.copy_(layer.tp.weight)
+    scale = torch.cat([torch.full((mul * ir.dim,), math.sqrt(fan_in[i]), dtype=x.dtype)
+                       for i, (mul, ir) in enumerate(layer.irreps_out)])
+    expected = layer.add_bias(fctp(x, attr) * scale)
+    _close(layer(x, attr), expected.detach())
+
+
+def test_unique_irreps_are_not_merged():
+    assert O3TensorProduct(IN, OUT, ATTR).merged_tp is None
+    assert O3TensorProduct("1x1o+2x0e", "2x0e+1x1o").merged_tp is None  # unsorted but no repeat
+    layer = O3TensorProduct("2x0e+1x1o+3x0e", "2x0e+1x1o")
+    assert "merged" not in " ".join(layer.state_dict())
+
+
+def test_merged_casts_keep_float64_coefficients():
+    irreps_in, irreps_out, irreps_attr = MERGED_CASES["qm9_message"]
+    previous = torch.get_default_dtype()
+    torch.set_default_dtype(torch.float32)
+    try:
+        torch.manual_seed(0)
+        built32 = O3TensorProduct(irreps_in, irreps_out, irreps_attr)
+    finally:
+        torch.set_default_dtype(previous)
+    twin = copy.deepcopy(built32).double()
+    built32 = built32.double()
+    old = _Unmerged(irreps_in, irreps_out, irreps_attr).double()
+    old.load_state_dict(built32.state_dict())
+    gen = torch.Generator().manual_seed(1)
+    x = torch.randn(5, twin.irreps_in.dim, generator=gen, dtype=torch.float64)
+    attr = torch.randn(5, twin.irreps_attr.dim, generator=gen, dtype=torch.float64)
+    torch.testing.assert_close(built32(x, attr), old(x, attr), atol=1e-13, rtol=1e-13)
+    torch.testing.assert_close(twin(x, attr), old(x, attr), atol=1e-13, rtol=1e-13)
+
+
+@pytest.mark.parametrize("gated", [False, True])
+def test_merged_cueq_backend(gated):
+    pytest.importorskip("cuequivariance_torch")
+    irreps_in, irreps_out, irreps_attr = MERGED_CASES["qm9_message"]
+    cls = O3TensorProductGate if gated else O3TensorProduct
+    dtype = torch.get_default_dtype()
+    torch.manual_seed(0)
+    ref = cls(irreps_in, irreps_out, irreps_attr).to(dtype)
+    layer = cls(irreps_in, irreps_out, irreps_attr, backend="cueq").to(dtype)
+    inner = layer.tp if gated else layer
+    assert inner._cueq.weight_numel == inner.weight_numel and inner._cueq.dims[0] == inner.irreps_in.dim
+    layer.load_state_dict(ref.state_dict())
+    old = _Unmerged(irreps_in, inner.irreps_out, irreps_attr).to(dtype)
+    old.load_state_dict(inner.state_dict())
+    x, attr = _inputs(layer)
+    params = [inner.tp.weight, inner.bias]
+    out, grads = _grads(layer, x, attr, params)
+    out_old, grads_old = _grads((lambda a, b: layer.gate(old(a, b))) if gated else old, x, attr,
+                                [old.tp.weight, old.bias])
+    _close(out, out_old)
+    for g, g_old in zip(grads, grads_old):
+        atol, rtol = default_tolerance(g.dtype)
+        torch.testing.assert_close(g, g_old, atol=10 * atol, rtol=10 * rtol)
+
+
+def test_merged_copies_and_pickles_keep_the_state_dict():
+    import io
+    irreps_in, irreps_out, irreps_attr = MERGED_CASES["qm9_message"]
+    torch.manual_seed(0)
+    layer = O3TensorProductGate(irreps_in, irreps_out, irreps_attr).to(torch.get_default_dtype())
+    keys = layer.state_dict().keys()
+    assert not any("merged" in k for k in keys)
+    buffer = io.BytesIO()
+    torch.save(layer, buffer)
+    buffer.seek(0)
+    x, attr = _inputs(layer)
+    for twin in (copy.deepcopy(layer), copy.deepcopy(layer).float().to(x.dtype),
+                 torch.load(buffer, weights_only=False)):
+        assert twin.state_dict().keys() == keys
+        twin.load_state_dict(layer.state_dict())  # strict: no missing or unexpected key
+        _close(twin(x, attr), layer(x, attr))
