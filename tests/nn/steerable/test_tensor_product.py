@@ -79,10 +79,7 @@ def _attr_module(layer):
     return run
 
 
-@pytest.mark.parametrize("gated", [False, True])
-def test_equivariant(gated):
-    torch.manual_seed(0)
-    layer = O3TensorProductGate(IN, "3x0e+2x1o+1x2e", ATTR) if gated else O3TensorProduct(IN, OUT, ATTR)
+def _assert_layer_equivariant(layer):
     layer = layer.to(torch.get_default_dtype())
     gen = torch.Generator().manual_seed(1)
     dtype = torch.get_default_dtype()
@@ -90,6 +87,12 @@ def test_equivariant(gated):
                 pos=torch.randn(6, 3, generator=gen).to(dtype))
     assert_equivariant(_attr_module(layer), data, "O3", in_types={"x": layer.irreps_in, "pos": "vector"},
                        out_types=layer.irreps_out)
+
+
+@pytest.mark.parametrize("gated", [False, True])
+def test_equivariant(gated):
+    torch.manual_seed(0)
+    _assert_layer_equivariant(O3TensorProductGate(IN, "3x0e+2x1o+1x2e", ATTR) if gated else O3TensorProduct(IN, OUT, ATTR))
 
 
 def test_float32_float64_agree():
@@ -251,13 +254,7 @@ def test_merged_state_dict_is_the_unmerged_layout(gated):
 def test_merged_equivariant(case):
     irreps_in, irreps_out, irreps_attr = MERGED_CASES[case]
     torch.manual_seed(0)
-    layer = O3TensorProduct(irreps_in, irreps_out, irreps_attr).to(torch.get_default_dtype())
-    gen = torch.Generator().manual_seed(1)
-    dtype = torch.get_default_dtype()
-    data = Data(x=torch.randn(6, layer.irreps_in.dim, generator=gen).to(dtype),
-                pos=torch.randn(6, 3, generator=gen).to(dtype))
-    assert_equivariant(_attr_module(layer), data, "O3", in_types={"x": layer.irreps_in, "pos": "vector"},
-                       out_types=layer.irreps_out)
+    _assert_layer_equivariant(O3TensorProduct(irreps_in, irreps_out, irreps_attr))
 
 
 def test_merged_matches_segnn_definition_and_keeps_init():
