@@ -38,7 +38,6 @@ import re
 import statistics
 import sys
 import time
-from math import prod
 from pathlib import Path
 
 import torch
@@ -105,8 +104,8 @@ def molecules(num=96, atoms=18, seed=0):
     return out
 
 
-def qm9_batch(radius, seed=0):
-    mols = molecules(seed=seed)
+def qm9_batch(radius, seed=0, num=96, atoms=18):
+    mols = molecules(num=num, atoms=atoms, seed=seed)
     pos, edges, batch, offset = [], [], [], 0
     for k, p in enumerate(mols):
         close = (torch.cdist(p, p) < radius) & ~torch.eye(len(p), dtype=torch.bool)
@@ -533,49 +532,6 @@ class _Unmerged(nn.Module):
 
     def forward(self, x, a):
         return self.ours.add_bias(self.ours.tp(x, a))
-
-
-class _MergedInputs(nn.Module):
-    """``ours`` with the equal irreps of its input merged into one block each (``irreps_in``
-    sorted and simplified: SEGNN's message input ``x_i + x_j + extra`` has every irrep
-    twice), so that e3nn runs fewer, larger paths. Exact: a permutation of the input columns
-    and of the flat weights, which stay ``ours``' (its state-dict layout is untouched).
-    ``O3TensorProduct`` now does this itself; this independent reconstruction from e3nn
-    stays as a check of it (tests/benchmarks), not as a timed path."""
-
-    def __init__(self, ours):
-        super().__init__()
-        irreps_in, attr, out = ours.irreps_in, ours.irreps_attr, ours.irreps_out
-        inv = irreps_in.sort().inv
-        merged = irreps_in.sort().irreps.simplify()
-        slices = irreps_in.slices()
-        self.register_buffer("cols", torch.cat([torch.arange(slices[b].start, slices[b].stop) for b in inv]))
-        members, k = [], 0  # the original blocks of each merged block, in order
-        for mul, _ in merged:
-            group, total = [], 0
-            while total < mul:
-                group.append(inv[k])
-                total += irreps_in[inv[k]].mul
-                k += 1
-            members.append(group)
-        instructions = [(i1, i2, i3, "uvw", True) for i1, (_, ir1) in enumerate(merged)
-                        for i2, (_, ir2) in enumerate(attr) for i3, (_, ir3) in enumerate(out) if ir3 in ir1 * ir2]
-        self.tp = o3.TensorProduct(merged, attr, out, instructions, irrep_normalization="component",
-                                   path_normalization="none", internal_weights=False, shared_weights=True)
-        offsets, flat = {}, 0
-        for ins in ours.tp.instructions:
-            offsets[(ins.i_in1, ins.i_in2, ins.i_out)] = flat
-            flat += prod(ins.path_shape)
-        index = []
-        for ins in self.tp.instructions:
-            for b in members[ins.i_in1]:
-                start = offsets[(b, ins.i_in2, ins.i_out)]
-                index.append(torch.arange(start, start + prod((irreps_in[b].mul,) + ins.path_shape[1:])))
-        self.register_buffer("weight_index", torch.cat(index))
-        self.ours = ours
-
-    def forward(self, x, a):
-        return self.ours.add_bias(self.tp(x[:, self.cols], a, self.ours.tp.weight[self.weight_index]))
 
 
 DEFAULT_TP = "equigraph default: e3nn TensorProduct, folded rescale, equal input irreps merged"

@@ -23,6 +23,8 @@ from equigraph.data import keys as K
 from equigraph.graph import RadiusInteractionGraph
 from equigraph.symmetry import LEVELS, Output
 
+from . import inputs
+
 __all__ = ["Output", "Graph", "EquigraphModel", "LEVELS", "resolve_interaction_graph", "declared_outputs",
            "check_supplied_edges"]
 
@@ -145,8 +147,6 @@ def check_supplied_edges(data, length: Tensor, cutoff: float) -> None:
     ``ValueError`` naming the longest. Edges the model builds itself are within it by
     construction. A value check: skipped where
     :func:`equigraph.models.inputs.values_checked` is false."""
-    from equigraph.models import inputs
-
     if getattr(data, K.EDGE_INDEX, None) is None or length.numel() == 0 or not inputs.values_checked():
         return
     longest = float(length.detach().max())

@@ -8,6 +8,7 @@ import lightning.pytorch as pl
 from torch_geometric.loader import DataLoader
 
 from equigraph.datasets.registry import DataSplits
+from equigraph.train.config import LOADERS
 from equigraph.train.device_loader import DeviceBatches
 
 
@@ -26,8 +27,8 @@ class SplitsDataModule(pl.LightningDataModule):
         super().__init__()
         if batch_size < 1:
             raise ValueError(f"batch_size: must be positive, got {batch_size}")
-        if loader not in ("pyg", "device"):
-            raise ValueError(f"loader: expected 'pyg' or 'device', got {loader!r}")
+        if loader not in LOADERS:
+            raise ValueError(f"loader: expected one of {', '.join(LOADERS)}, got {loader!r}")
         self.splits = splits
         self.batch_size = batch_size
         self.eval_batch_size = eval_batch_size or batch_size

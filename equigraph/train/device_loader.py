@@ -31,7 +31,7 @@ __all__ = ["DeviceBatches", "check_records"]
 
 
 #: String attributes that name a record in error messages, when a data set carries them.
-_NAME_KEYS = ("name", "smiles", "idx")
+_NAME_KEYS = ("name", "smiles")
 
 
 def _record_name(store: Batch, g: int) -> str:
@@ -134,6 +134,8 @@ class DeviceBatches:
             raise ValueError(f"batch_size: must be positive, got {batch_size}")
         if len(dataset) == 0:
             raise ValueError(f"data.loader=device: the {split} split is empty")
+        if getattr(dataset[0], K.POS, None) is None:
+            raise ValueError(f"data.loader=device: the {split} split has no data.{K.POS} (node positions)")
         transform = getattr(dataset, "transform", None)
         if transform is not None and not _deterministic(transform):
             raise ValueError(f"data.loader=device: the {split} split applies a per-access transform ({transform!r}), "
@@ -175,10 +177,7 @@ class DeviceBatches:
             if isinstance(inc, Tensor) and bool((inc != 0).any()):
                 self._incs[key] = inc.cpu()
             self._tensors[key] = value.to(self.device)
-        node_slices = store._slice_dict.get(K.POS)
-        if node_slices is None:
-            node_slices = store._slice_dict[next(k for k in self._tensors if self._dims[k] == 0)]
-        self._nodes = node_slices.cpu().diff()
+        self._nodes = store._slice_dict[K.POS].cpu().diff()
 
     @staticmethod
     def _with_graphs(graphs: list, graph: Callable, chunk: int) -> list:

@@ -247,7 +247,7 @@ def fit(config: dict | str | Path | None = None, overrides: tuple[str, ...] | li
                         plateau_factor=train["plateau_factor"], plateau_patience=train["plateau_patience"],
                         config=config)
     device_loader = config["data"]["loader"] == "device"
-    inner = getattr(net, "model", net) if isinstance(net, ForceField) else net
+    inner = net.model if isinstance(net, ForceField) else net
     data = SplitsDataModule(splits, batch_size=config["data"]["batch_size"],
                             eval_batch_size=config["data"]["eval_batch_size"],
                             num_workers=config["data"]["num_workers"], loader=config["data"]["loader"],

@@ -20,17 +20,9 @@ from benchmarks.reference import segnn_original as orig  # noqa: E402
 from equigraph.nn.steerable import O3TensorProductGate, SteerableAttributes, WeightBalancedIrreps  # noqa: E402
 
 
-def _graph(num=3, atoms=5, radius=2.0):
-    pos, edges, batch, offset = [], [], [], 0
-    for k, p in enumerate(bench.molecules(num=num, atoms=atoms, seed=1)):
-        close = (torch.cdist(p, p) < radius) & ~torch.eye(len(p), dtype=torch.bool)
-        i, j = close.nonzero().t()
-        edges.append(torch.stack([j, i]) + offset)
-        pos.append(p)
-        batch.append(torch.full((len(p),), k))
-        offset += len(p)
-    pos, edge_index, batch = torch.cat(pos), torch.cat(edges, dim=1), torch.cat(batch)
-    return pos, edge_index, batch
+def _graph():
+    batch = bench.qm9_batch(2.0, seed=1, num=3, atoms=5)
+    return batch["pos"], batch["edge_index"], batch["batch"]
 
 
 def test_original_qm9_network_agrees_with_equigraph_on_the_same_weights():
@@ -111,8 +103,8 @@ def test_merged_input_irreps_compute_the_same_tensor_product():
     ours = O3TensorProductGate((hidden + hidden + o3.Irreps("1x0e")).simplify(), hidden, attr).tp
     with torch.no_grad():
         ours.bias.normal_()
-    merged = bench._MergedInputs(ours)
-    assert len(merged.tp.instructions) < len(ours.tp.instructions)
-    assert sorted(merged.weight_index.tolist()) == list(range(ours.weight_numel))  # a permutation
+    # The library's merged product (the benchmark's default row) against the unmerged one.
+    assert len(ours.merged_tp.instructions) < len(ours.tp.instructions)
+    assert sorted(ours._merged_weight_index.tolist()) == list(range(ours.weight_numel))  # a permutation
     x, a = torch.randn(7, ours.irreps_in.dim), torch.randn(7, attr.dim)
-    torch.testing.assert_close(merged(x, a), ours(x, a), rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(ours(x, a), bench._Unmerged(ours)(x, a), rtol=1e-5, atol=1e-6)

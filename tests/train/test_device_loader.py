@@ -114,6 +114,8 @@ def test_bad_arguments_are_errors():
         DeviceBatches(_graphs(), batch_size=0)
     with pytest.raises(ValueError, match="the val split is empty"):
         DeviceBatches([], batch_size=2, split="val")
+    with pytest.raises(ValueError, match=r"the train split has no data.pos"):
+        DeviceBatches([Data(x=torch.zeros(2, 1))], batch_size=2)
 
 
 def test_graph_built_once_per_split_is_the_models_graph():
