@@ -20,7 +20,11 @@ load changes on a shared machine hit all alike; on CUDA the device is synchronis
 every timing and peak allocated memory is reported. The original uses plain
 ``torch.optim.Adam``; equigraph is timed with it and with ``Adam(fused=True)`` (its trainer's).
 
-    python benchmarks/gpu_speed.py --device cuda               # the intended run
+``--trainer-pad GROWTH`` adds two compiled trainer rows side by side, unpadded and with
+``data.pad_buckets=GROWTH`` (CUDA graphs on a GPU), and counts the distinct batch shapes of
+both over the same epochs (``--batches`` with no names: the trainer rows only).
+
+    python benchmarks/gpu_speed.py --device cuda --compile --trainer-pad 0.1   # the intended run
     python benchmarks/gpu_speed.py --device cpu --threads 1    # CPU fallback
     python benchmarks/gpu_speed.py --quick --compile --loader device
 """
@@ -92,6 +96,24 @@ def qm9_dataset(root=None, max_molecules=None, subset="train"):
     data_cfg = yaml.safe_load(CONFIG.read_text())["data"]
     return QM9(root=root, target=data_cfg["target"], split=data_cfg["split"], subset=subset,
                max_molecules=max_molecules, transform=build_featurizer(data_cfg["featurizer"]), log=False)
+
+
+def batch_shapes(dataset, growth: float, epochs: int, batch_size: int = 96, seed: int = 0) -> dict:
+    """Distinct ``(graphs, nodes, edges)`` of the shuffled batches of ``dataset`` over ``epochs``
+    epochs, unpadded and with ``data.pad_buckets=growth``, on the shipped config's graph: each
+    distinct shape is one compilation (static shapes) or one CUDA-graph recording."""
+    from equigraph.train.device_loader import DeviceBatches
+    from equigraph.train.padding import BucketPadding
+    from equigraph.train.run import _graph_builder, _padding
+
+    model = build_model(qm9_model_config())
+    out = {}
+    for name, pad in (("unpadded", None), ("padded", _padding(growth, model))):
+        loader = DeviceBatches(dataset, batch_size, shuffle=True, graph=_graph_builder(model), pad=pad)
+        torch.manual_seed(seed)
+        shapes = {(b.num_graphs, b.num_nodes, b.edge_index.size(1)) for _ in range(epochs) for b in loader}
+        out[name] = (len(shapes), epochs * len(loader))
+    return out
 
 
 def padded(batch):
@@ -193,6 +215,13 @@ def qm9_splits(root, max_molecules, targets=None):
 PRECISIONS = {"bf16-mixed": ["train.precision=bf16-mixed"], "tf32": ["train.matmul_precision=high"]}
 
 
+def static_overrides(growth: float, cuda: bool) -> list[str]:
+    """The bucketed trainer row: batches padded to bucket sizes (``data.pad_buckets``) and the
+    model compiled, with CUDA graphs on a GPU (``reduce-overhead``: one recorded graph per
+    bucket shape, where unpadded batches would need one per step)."""
+    return [f"data.pad_buckets={growth}", "train.compile={mode: reduce-overhead}" if cuda else "train.compile=true"]
+
+
 def trainer_rate(device, molecules, epochs, threads=None, loader="pyg", compile_model=False, overrides=(),
                  splits=None, out_dir=None):
     """``equigraph.train.fit`` on ``configs/qm9_egnn.yaml`` for ``epochs`` epochs on
@@ -247,7 +276,8 @@ def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--device", default="auto", help="auto (CUDA when available), cpu or cuda")
     parser.add_argument("--threads", type=int, default=None, help="CPU intra-op threads (default: torch's)")
-    parser.add_argument("--batches", nargs="+", default=list(BATCHES), choices=list(BATCHES))
+    parser.add_argument("--batches", nargs="*", default=list(BATCHES), choices=list(BATCHES),
+                        help="model batches to time (none: the trainer rows only)")
     parser.add_argument("--quick", action="store_true", help="fewer rounds (a smoke run)")
     parser.add_argument("--tiny", action="store_true", help="tiny models and batches (the smoke test)")
     parser.add_argument("--compile", action="store_true", help="also equigraph + torch.compile rows of the batches")
@@ -260,6 +290,11 @@ def main(argv=None):
                         help="train.compile in the trainer rows (a short run mostly times the compilation)")
     parser.add_argument("--trainer-precision", nargs="*", default=["bf16-mixed", "tf32"], choices=list(PRECISIONS),
                         help="reduced precisions of extra trainer rows beside float32 (tf32 only on CUDA)")
+    parser.add_argument("--trainer-pad", type=float, default=None, metavar="GROWTH",
+                        help="also two compiled trainer rows side by side: unpadded, and padded with "
+                             "data.pad_buckets=GROWTH (with CUDA graphs on a GPU)")
+    parser.add_argument("--shape-molecules", type=int, default=20000,
+                        help="training molecules of the batch-shape count of --trainer-pad (0: skip it)")
     parser.add_argument("--trainer-override", action="append", default=[], metavar="KEY=VALUE",
                         help="extra config override of the trainer row (repeatable)")
     parser.add_argument("--no-trainer", dest="trainer", action="store_false", help="skip the trainer row")
@@ -320,15 +355,21 @@ def main(argv=None):
         # Reduced precision only as an explicit option, with its effect on accuracy measured
         # beside float32 (same seed, same batches): TF32 exists on GPUs only.
         precisions = [("float32", [])] + [(p, PRECISIONS[p]) for p in args.trainer_precision if cuda or p != "tf32"]
-        runs = [(loader, "float32", []) for loader in loaders]
-        runs += [(loaders[-1], name, extra) for name, extra in precisions[1:]]
-        for loader, precision, extra in runs:
+        runs = [(loader, "float32", [], args.trainer_compile) for loader in loaders]
+        runs += [(loaders[-1], name, extra, args.trainer_compile) for name, extra in precisions[1:]]
+        if args.trainer_pad is not None:
+            if not args.trainer_compile:
+                runs.append(("device", "float32", [], True))
+            runs.append(("device", "float32", static_overrides(args.trainer_pad, cuda), False))
+        for loader, precision, extra, compiled in runs:
             result, used = trainer_rate(device, molecules, 1 if args.tiny else args.trainer_epochs, args.threads,
-                                        loader, args.trainer_compile, [*overrides, *extra], splits)
+                                        loader, compiled, [*overrides, *extra], splits)
             where = "CUDA" if cuda else f"CPU, {args.threads or torch.get_num_threads()} thread(s)"
+            speed = ", train.compile" if compiled else ""
+            if any(o.startswith("data.pad_buckets=") for o in extra):
+                speed = f", data.pad_buckets={args.trainer_pad}, {extra[-1].replace('train.compile=true', 'train.compile')}"
             label = (f"equigraph train configs/qm9_egnn.yaml, {result.num_train} train molecules, {result.epochs} "
-                     f"epoch(s), data.loader={loader}{', train.compile' if args.trainer_compile else ''}, {precision}, "
-                     f"{where}")
+                     f"epoch(s), data.loader={loader}{speed}, {precision}, {where}")
             print(label, flush=True)
             print(f"  {result.graphs_per_second:.1f} molecules/s, {result.seconds_per_epoch:.2f} s/epoch, "
                   f"validation MAE {result.val_mae:.2f} {result.unit}", flush=True)
@@ -338,19 +379,38 @@ def main(argv=None):
                                      round(result.seconds_per_epoch, 3), "s"))
             rows.append(_results.row("equigraph train (fit)", label, "validation MAE (best epoch)",
                                      round(result.val_mae, 4), result.unit))
-            lines.append(f"- Trainer row: `equigraph.train.run.fit(configs/qm9_egnn.yaml, {used[1:]})` "
-                         "(the shipped config: 5 Å radius graph + envelope, batch 96); molecules/s is "
-                         "`FitResult.graphs_per_second`, all training epochs (the first includes warm-up). "
-                         "Both loaders see the same batches in the same order (same seed), so their validation "
-                         "MAE agrees; `device` collates each split once before training (not timed in "
-                         "molecules/s).")
+            lines.append(f"- Trainer row: `equigraph.train.run.fit(configs/qm9_egnn.yaml, {used[1:]})`.")
+        if args.trainer_pad is not None and args.shape_molecules:
+            shape_data = qm9_dataset(args.qm9_root, args.shape_molecules)
+            epochs = args.trainer_epochs
+            counts = batch_shapes(shape_data, args.trainer_pad, epochs)
+            setting = (f"QM9 train split, first {len(shape_data)} molecules, batch 96, {epochs} shuffled epochs, "
+                       "shipped config's 5 Å graph")
+            for name, (distinct, total) in counts.items():
+                label = name if name == "unpadded" else f"data.pad_buckets={args.trainer_pad}"
+                rows.append(_results.row(f"batches, {label}", setting, "distinct batch shapes", distinct, "shapes"))
+                rows.append(_results.row(f"batches, {label}", setting, "batches", total, "batches"))
+                print(f"  {setting}: {label}: {distinct} distinct shapes in {total} batches", flush=True)
+            lines.append(f"- Batch shapes: `benchmarks/gpu_speed.py:batch_shapes` iterates the device loader over "
+                         f"{len(shape_data)} QM9 training molecules without a model; a shape is (graphs, atoms, "
+                         "edges), one compilation with static shapes or one CUDA-graph recording each.")
+        lines += [
+            "",
+            "Trainer rows: the shipped config (5 Å radius graph + envelope, batch 96); molecules/s is "
+            "`FitResult.graphs_per_second` over all training epochs (the first includes warm-up and, compiled, "
+            "the compilation), s per epoch the median epoch. Every row sees the same batches in the same order "
+            "(same seed), so equal validation MAE means the same training; `device` collates each split once "
+            "before training (not timed in molecules/s)."
+            + (" `data.pad_buckets` pads every batch to bucket sizes with extra graphs (at most the given "
+               "fraction of padding) and scores the real molecules only: its validation MAE must equal the "
+               "unpadded rows'. Static shapes are for CUDA graphs (`mode: reduce-overhead` on a GPU); on a "
+               "CPU the padding only adds work." if args.trainer_pad is not None else ""),
+        ]
 
     where = (f"on the GPU ({torch.cuda.get_device_name(device)})." if cuda else
              "on the CPU: these are CPU numbers, because no GPU was lent to the session that ran this. "
              "The script is meant for `python benchmarks/gpu_speed.py --device cuda`.")
-    notes = "\n".join([
-        f"Measured {where}",
-        "",
+    batch_notes = [
         "Ratios are the original code's median time divided by equigraph's (above 1: equigraph faster). "
         "Same weights and inputs for both (outputs checked to agree: N-body to 1e-4, QM9 to 1e-4 relative). "
         "The original uses plain `torch.optim.Adam` as in its repository; equigraph's trainer uses "
@@ -368,8 +428,8 @@ def main(argv=None):
         "instead of all pairs) and multiplies messages by a smooth cutoff envelope: its row is a different "
         "function and has no speed-up row.",
         "",
-        *lines,
-    ])
+    ] if args.batches else []
+    notes = "\n".join([f"Measured {where}", "", *batch_notes, *lines])
     path = _results.write(args.name, rows, notes)
     print(path)
     return path

@@ -54,6 +54,11 @@ VEC = "vec"
 NORMAL = "normal"
 #: ``[N, 3]`` float: regression target for positions (N-body).
 TARGET_POS = "target_pos"
+#: ``int``: graphs of a padded batch that are data; the padding graphs follow them
+#: (:class:`equigraph.train.padding.BucketPadding`).
+REAL_GRAPHS = "num_real_graphs"
+#: ``int``: nodes of a padded batch that are data; the padding nodes follow them.
+REAL_NODES = "num_real_nodes"
 
 GRAPH_KEYS = (CELL, PBC, ENERGY, STRESS)
 NODE_KEYS = (Z, POS, X, VEL, FORCES, CHARGES, BATCH)

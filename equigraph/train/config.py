@@ -34,6 +34,7 @@ DEFAULTS: dict[str, Any] = {
         "eval_batch_size": None,
         "num_workers": 0,
         "loader": "pyg",
+        "pad_buckets": None,
     },
     "targets": {},
     "train": {
@@ -72,7 +73,7 @@ DEFAULTS: dict[str, Any] = {
 _TYPES: dict[str, tuple] = {
     "seed": (int,), "out_dir": (str,),
     "data.batch_size": (int,), "data.eval_batch_size": (int, type(None)), "data.num_workers": (int,),
-    "data.loader": (str,),
+    "data.loader": (str,), "data.pad_buckets": (int, float, type(None)),
     "train.max_epochs": (int,), "train.max_time": (str, dict, type(None)), "train.loss": (str,), "train.optimizer": (str,), "train.lr": (int, float),
     "train.weight_decay": (int, float), "train.scheduler": (str,), "train.plateau_factor": (int, float),
     "train.plateau_patience": (int,), "train.min_lr": (int, float), "train.ema_decay": (int, float, type(None)),
@@ -225,6 +226,13 @@ def validate_config(config: dict) -> dict:
                              f"{', '.join(COMPILE_OPTIONS)} (torch.compile's arguments)")
     if config["data"]["loader"] not in LOADERS:
         raise ValueError(f"config: data.loader must be one of {', '.join(LOADERS)}, got {config['data']['loader']!r}")
+    pad = config["data"]["pad_buckets"]
+    if pad is not None:
+        if not 0 < pad <= 1:
+            raise ValueError(f"config: data.pad_buckets must be a relative bucket step in (0, 1] or null, got {pad!r}")
+        if config["data"]["loader"] != "device":
+            raise ValueError("config: data.pad_buckets pads the batches of data.loader=device; "
+                             f"data.loader is {config['data']['loader']!r}")
     if config["data"]["batch_size"] < 1:
         raise ValueError(f"config: data.batch_size must be a positive integer, got {config['data']['batch_size']!r}")
     for name, spec in config["targets"].items():

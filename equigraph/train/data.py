@@ -10,6 +10,7 @@ from torch_geometric.loader import DataLoader
 from equigraph.datasets.registry import DataSplits
 from equigraph.train.config import LOADERS
 from equigraph.train.device_loader import DeviceBatches
+from equigraph.train.padding import BucketPadding
 
 
 class SplitsDataModule(pl.LightningDataModule):
@@ -18,12 +19,14 @@ class SplitsDataModule(pl.LightningDataModule):
     ``loader="pyg"``: PyG's ``DataLoader`` (Lightning adds the distributed sampler under
     DDP). ``loader="device"``: each split collated once on the training device and checked
     once (:class:`~equigraph.train.device_loader.DeviceBatches`; this process's share under
-    DDP), with the model's interaction graph built once per split when ``graph`` is given.
+    DDP), with the model's interaction graph built once per split when ``graph`` is given,
+    and every batch padded to bucket sizes when ``pad`` is given
+    (:class:`~equigraph.train.padding.BucketPadding`).
     """
 
     def __init__(self, splits: DataSplits, batch_size: int = 96, eval_batch_size: int | None = None,
                  num_workers: int = 0, loader: str = "pyg", seed: int = 0, max_z: Optional[int] = None,
-                 graph: Optional[Callable] = None):
+                 graph: Optional[Callable] = None, pad: Optional[BucketPadding] = None):
         super().__init__()
         if batch_size < 1:
             raise ValueError(f"batch_size: must be positive, got {batch_size}")
@@ -33,7 +36,9 @@ class SplitsDataModule(pl.LightningDataModule):
         self.batch_size = batch_size
         self.eval_batch_size = eval_batch_size or batch_size
         self.num_workers = num_workers
-        self.loader, self.seed, self.max_z, self.graph = loader, seed, max_z, graph
+        if pad is not None and loader != "device":
+            raise ValueError(f"pad: padding to bucket sizes needs loader='device', got {loader!r}")
+        self.loader, self.seed, self.max_z, self.graph, self.pad = loader, seed, max_z, graph, pad
         self._device_batches: dict[str, DeviceBatches] = {}
 
     def _loader(self, split, batch_size, shuffle):
@@ -47,7 +52,7 @@ class SplitsDataModule(pl.LightningDataModule):
             device = trainer.strategy.root_device if trainer is not None else "cpu"
             self._device_batches[split] = DeviceBatches(
                 data, batch_size, shuffle=shuffle, device=device, seed=self.seed, rank=rank, world_size=world,
-                split=split, max_z=self.max_z, graph=self.graph)
+                split=split, max_z=self.max_z, graph=self.graph, pad=self.pad)
         return self._device_batches[split]
 
     def train_dataloader(self):

@@ -26,6 +26,7 @@ from torch import Tensor
 from torch_geometric.data import Batch
 
 from equigraph.data import keys as K
+from equigraph.train.padding import BucketPadding
 
 __all__ = ["DeviceBatches", "check_records"]
 
@@ -115,6 +116,9 @@ class DeviceBatches:
         max_z (int, optional): checked bound of ``data.z`` (the model's embedding size).
         graph (callable, optional): ``graph(batch) -> (edge_index, shift)`` run once per split
             (in chunks of ``graph_chunk`` graphs) when the data carries no ``edge_index``.
+        pad (BucketPadding, optional): pad every batch to bucket sizes with ``batch_size + 1``
+            graphs (static shapes for ``torch.compile`` and CUDA graphs); needs edges in the
+            data or from ``graph``, and every tensor one row per node, edge or graph.
 
     >>> import torch
     >>> from torch_geometric.data import Data
@@ -129,7 +133,8 @@ class DeviceBatches:
     def __init__(self, dataset: Sequence, batch_size: int, shuffle: bool = False,
                  device: torch.device | str = "cpu", seed: int = 0, rank: int = 0, world_size: int = 1,
                  split: str = "train", max_z: Optional[int] = None,
-                 graph: Optional[Callable] = None, graph_chunk: int = 1024):
+                 graph: Optional[Callable] = None, graph_chunk: int = 1024,
+                 pad: Optional[BucketPadding] = None):
         if batch_size < 1:
             raise ValueError(f"batch_size: must be positive, got {batch_size}")
         if len(dataset) == 0:
@@ -178,6 +183,24 @@ class DeviceBatches:
                 self._incs[key] = inc.cpu()
             self._tensors[key] = value.to(self.device)
         self._nodes = store._slice_dict[K.POS].cpu().diff()
+        self.pad = pad
+        if pad is not None:
+            self._check_paddable()
+
+    def _check_paddable(self) -> None:
+        if K.EDGE_INDEX not in self._tensors:
+            raise ValueError(f"data.pad_buckets: the {self.split} split has no data.{K.EDGE_INDEX}, and the model builds "
+                             "its graph inside its forward (graph_from_input_positions is not set), so its edge count "
+                             "cannot be padded")
+        per_graph = torch.arange(self.num_graphs + 1)
+        self._pad_groups = {self._group[K.POS]: "node", self._group[K.EDGE_INDEX]: "edge"}
+        for i, sl in enumerate(self._slices):
+            if i not in self._pad_groups and torch.equal(sl, per_graph):
+                self._pad_groups[i] = "graph"
+        for key, group in self._group.items():
+            if group not in self._pad_groups:
+                raise ValueError(f"data.pad_buckets: data.{key} of the {self.split} split has neither one row per node, "
+                                 "per edge nor per graph, so it cannot be padded")
 
     @staticmethod
     def _with_graphs(graphs: list, graph: Callable, chunk: int) -> list:
@@ -250,8 +273,16 @@ class DeviceBatches:
             count = counts[self._group[key]]
             deltas[key] = torch.repeat_interleave(new_node_offsets - inc[graphs], count)
             host.append(deltas[key])
+        batch_vec = torch.repeat_interleave(torch.arange(graphs.numel()), nodes)
+        plan, real_nodes = None, int(nodes.sum())
+        if self.pad is not None:
+            plan = self.pad.plan(real_nodes, int(counts[self._group[K.EDGE_INDEX]].sum()), graphs.numel(),
+                                 self.batch_size)
+            batch_vec = torch.cat([batch_vec, plan["graph_of_node"]])
+            nodes = torch.cat([nodes, torch.bincount(plan["graph_of_node"] - graphs.numel())])
+            host.append(plan["edge_index"].reshape(-1))
         ptr = torch.cat([torch.zeros(1, dtype=torch.long), torch.cumsum(nodes, 0)])
-        host.append(torch.repeat_interleave(torch.arange(graphs.numel()), nodes))
+        host.append(batch_vec)
         host.append(ptr)
         sizes = [t.numel() for t in host]
         flat = torch.cat(host)
@@ -263,6 +294,7 @@ class DeviceBatches:
         rows = parts[: len(self._slices)]
         delta_parts = dict(zip(deltas, parts[len(self._slices): len(self._slices) + len(deltas)]))
         batch_vec, ptr_dev = parts[-2], parts[-1]
+        pad_edges = parts[-3] if plan is not None else None
         out = Batch()
         for key, value in self._tensors.items():
             v = value.index_select(self._dims[key], rows[self._group[key]])
@@ -270,14 +302,39 @@ class DeviceBatches:
                 shape = [1] * v.dim()
                 shape[self._dims[key]] = -1
                 v = v + delta_parts[key].view(shape)
+            if plan is not None:
+                v = self._padded(key, v, plan, pad_edges)
             out[key] = v
         idx = graphs.tolist()
         for key, values in self._lists.items():
             out[key] = [values[i] for i in idx]
         out[K.BATCH] = batch_vec
         out["ptr"] = ptr_dev
-        out._num_graphs = graphs.numel()
+        out._num_graphs = graphs.numel() if plan is None else plan["graphs"]
+        if plan is not None:
+            out[K.REAL_GRAPHS] = graphs.numel()
+            out[K.REAL_NODES] = real_nodes
         return out
+
+    def _padded(self, key: str, value: Tensor, plan: dict, pad_edges: Tensor) -> Tensor:
+        """``value`` with the rows of the padding nodes, edges or graphs appended."""
+        dim, level = self._dims[key], self._pad_groups[self._group[key]]
+        count = plan[{"node": "nodes", "edge": "edges", "graph": "graphs"}[level]] - value.size(dim)
+        shape = list(value.shape)
+        shape[dim] = count
+        if key == K.EDGE_INDEX:
+            extra = pad_edges.view(2, count)
+        elif key == K.POS:
+            extra = self.pad.positions(count, value)
+        elif key == K.CELL and level == "graph":
+            # A unit cell: finite volume (stress divides by it); the padding has no periodic edges.
+            extra = torch.eye(3, dtype=value.dtype, device=value.device).expand(shape)
+        elif level != "edge" and not value.is_floating_point() and value.dtype != torch.bool and value.size(dim):
+            # Integer node or graph values (atomic numbers): the batch's first one, valid for the model.
+            extra = value.narrow(dim, 0, 1).expand(shape)
+        else:
+            extra = value.new_zeros(shape)
+        return torch.cat([value, extra], dim=dim)
 
     def __repr__(self) -> str:
         return (f"{self.__class__.__name__}({self.split}: {self.num_graphs} graphs, batch_size={self.batch_size}, "

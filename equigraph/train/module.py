@@ -8,6 +8,7 @@ import lightning.pytorch as pl
 import torch
 from torch import Tensor, nn
 
+from equigraph.data import keys as K
 from equigraph.models import inputs
 from equigraph.registry import spec_of
 from equigraph.train.targets import LOSSES, Target, pair
@@ -135,7 +136,7 @@ class TaskModule(pl.LightningModule):
     def _step(self, batch, stage: str) -> Tensor:
         out = self(batch)
         total = 0.0
-        graphs = int(batch.num_graphs)
+        graphs = int(getattr(batch, K.REAL_GRAPHS, None) or batch.num_graphs)
         sync = stage != "train"
         for i, t in enumerate(self.targets):
             pred, true = pair(t, out, batch)

@@ -29,6 +29,7 @@ from equigraph.models.force_field import ForceField
 from equigraph.train.callbacks import EpochProgressBar, EpochTimer, LearningCurve, NonFiniteLoss
 from equigraph.train.config import DEFAULTS, apply_overrides, load_config, validate_config
 from equigraph.train.data import SplitsDataModule
+from equigraph.train.padding import BucketPadding
 from equigraph.train.module import TaskModule, _build_model
 from equigraph.registry import spec_of
 from equigraph.train.targets import Target, fit_statistics, pair, resolve_targets
@@ -36,7 +37,7 @@ from equigraph.train.targets import Target, fit_statistics, pair, resolve_target
 #: Environment variable through which DDP workers (re-launched scripts) find rank 0's run folder.
 _RUN_DIR_ENV = "EQUIGRAPH_RUN_DIR"
 #: ``data`` keys that configure the loaders; the rest are the dataset's own options.
-LOADER_KEYS = ("name", "batch_size", "eval_batch_size", "num_workers", "loader")
+LOADER_KEYS = ("name", "batch_size", "eval_batch_size", "num_workers", "loader", "pad_buckets")
 #: Overrides ``evaluate`` accepts: where the data lives and how it is batched, nothing that
 #: changes what the model is scored on.
 EVALUATE_OVERRIDES = ("data.root", "data.batch_size", "data.eval_batch_size", "data.num_workers", "data.loader")
@@ -252,9 +253,16 @@ def fit(config: dict | str | Path | None = None, overrides: tuple[str, ...] | li
                             eval_batch_size=config["data"]["eval_batch_size"],
                             num_workers=config["data"]["num_workers"], loader=config["data"]["loader"],
                             seed=int(config["seed"]), max_z=getattr(inner, "max_z", None),
-                            graph=_graph_builder(inner) if device_loader else None)
+                            graph=_graph_builder(inner) if device_loader else None,
+                            pad=_padding(config["data"]["pad_buckets"], inner))
     module.trusted_inputs = device_loader  # every split is checked once when it is collated
     if train["compile"] is not False:
+        if config["data"]["pad_buckets"] is not None:
+            # One compiled graph per bucket shape (and train / eval mode): more than dynamo's
+            # default limit of 8, past which it would fall back to eager without an error.
+            import torch._dynamo.config as dynamo_config
+
+            dynamo_config.recompile_limit = max(dynamo_config.recompile_limit, 64)
         # In place: parameter names, checkpoints and model.pt stay those of the plain model.
         module.model.compile(**(train["compile"] if isinstance(train["compile"], dict) else {}))
     grad_in_eval = any(t.output in (K.FORCES, K.STRESS) for t in targets)
@@ -311,6 +319,22 @@ def fit(config: dict | str | Path | None = None, overrides: tuple[str, ...] | li
     if trainer.is_global_zero:
         (run_dir / "result.json").write_text(json.dumps(_json_safe(asdict(result)), indent=2) + "\n")
     return result
+
+
+def _padding(growth, model):
+    """``data.pad_buckets`` as a :class:`BucketPadding` (or :obj:`None`), with padding edges
+    shorter than the model's cutoff."""
+    if growth is None:
+        return None
+    from e3nn.nn import BatchNorm as E3nnBatchNorm
+
+    for name, module in model.named_modules():
+        if isinstance(module, (torch.nn.modules.batchnorm._NormBase, E3nnBatchNorm)):
+            raise ValueError(f"data.pad_buckets: the model normalises over the whole batch ({name or 'model'}: "
+                             f"{type(module).__name__}), so padding atoms would change its real outputs; use a "
+                             "per-graph norm (e.g. SEGNN norm='instance') or no padding")
+    cutoff = getattr(model, "cutoff", None)
+    return BucketPadding(growth, spacing=min(1.0, 0.5 * cutoff) if cutoff else 1.0)
 
 
 def _graph_builder(model):

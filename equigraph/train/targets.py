@@ -233,13 +233,17 @@ def fit_statistics(targets: List[Target], splits: DataSplits, model: nn.Module) 
 
 def pair(t: Target, out: dict, batch) -> tuple[Tensor, Tensor]:
     """The prediction and the data value of target ``t`` for a batch, in physical units
-    (per atom for extensive targets)."""
+    (per atom for extensive targets); of a padded batch
+    (:class:`~equigraph.train.padding.BucketPadding`), the real graphs or nodes only."""
     if t.output not in out:
         raise ValueError(f"model: returns no {t.output!r} for target {t.name!r}; it returns {sorted(out)}")
     true = getattr(batch, t.key, None)
     if true is None:
         raise ValueError(f"batch: no {t.key!r} to train target {t.name!r} on")
     pred = out[t.output]
+    real = getattr(batch, K.REAL_GRAPHS if t.level == "graph" else K.REAL_NODES, None)
+    if real is not None:  # the padding rows follow the real ones
+        pred, true = pred[:real], true[:real]
     if t.level == "graph" and pred.dim() == 1:
         pred = pred.unsqueeze(-1)
     true = true.to(pred.dtype).reshape(pred.shape) if true.numel() == pred.numel() else true
@@ -249,6 +253,6 @@ def pair(t: Target, out: dict, batch) -> tuple[Tensor, Tensor]:
         ptr = getattr(batch, "ptr", None)
         # From ptr: bincount's output size depends on the data, a device synchronisation.
         natoms = ptr.diff() if ptr is not None else torch.bincount(batch.batch, minlength=pred.size(0))
-        natoms = natoms.to(pred.dtype).reshape(-1, *([1] * (pred.dim() - 1)))
+        natoms = natoms[: pred.size(0)].to(pred.dtype).reshape(-1, *([1] * (pred.dim() - 1)))
         pred, true = pred / natoms, true / natoms
     return pred, true

@@ -135,3 +135,20 @@ def test_trainer_row_passes_valid_overrides(loader, monkeypatch):
     assert cfg["train"]["num_threads"] == 1 and cfg["data"]["num_workers"] == 0
     assert cfg["model"]["interaction_graph"] == "full" and cfg["data"]["loader"] == loader
     assert f"data.loader={loader}" in used  # always explicit: the config's default is the device loader
+
+
+@pytest.mark.parametrize("cuda", [False, True])
+def test_static_shape_row_is_a_valid_config(cuda):
+    from equigraph.train import config
+
+    used = gpu_speed.static_overrides(0.1, cuda)
+    cfg = config.load_config(gpu_speed.CONFIG, ["data.loader=device", *used])
+    assert cfg["data"]["loader"] == "device" and cfg["data"]["pad_buckets"] == 0.1
+    assert cfg["train"]["compile"] == ({"mode": "reduce-overhead"} if cuda else True)
+
+
+def test_batch_shapes_counts_fewer_padded_shapes(qm9):
+    counts = gpu_speed.batch_shapes(qm9, growth=0.5, epochs=3, batch_size=8)
+    (plain, plain_total), (padded, padded_total) = counts["unpadded"], counts["padded"]
+    assert plain_total == padded_total == 3 * -(-len(qm9) // 8)
+    assert 1 <= padded < plain <= plain_total
