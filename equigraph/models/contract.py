@@ -26,7 +26,7 @@ from equigraph.symmetry import LEVELS, Output
 from . import inputs
 
 __all__ = ["Output", "Graph", "EquigraphModel", "LEVELS", "resolve_interaction_graph", "declared_outputs",
-           "check_supplied_edges"]
+           "check_supplied_edges", "supplied_edge_error"]
 
 class Graph(NamedTuple):
     """The graph a model runs on: ``edge_index`` ``[2, E]``, and for periodic data the
@@ -89,6 +89,14 @@ class EquigraphModel(torch.nn.Module):
         """The radius of the interaction graph in Å, or :obj:`None` when it has none."""
         return getattr(self._modules.get("interaction_graph"), "cutoff", None)
 
+    @property
+    def supplied_edge_limit(self) -> Optional[float]:
+        """The longest edge of ``data.edge_index`` this model accepts, in Å (its envelope's
+        cutoff, beyond which it would weight a message by zero), or :obj:`None` for any
+        length. The forward checks it (:func:`check_supplied_edges`) unless values are
+        trusted; the device loader then checks each split once instead."""
+        return None
+
     def graph(self, data) -> Graph:
         """``data.edge_index`` (with ``data.shift`` and ``data.cell``) when the data carries
         edges, else the edges of ``self.interaction_graph.from_data(data)``.
@@ -150,11 +158,21 @@ def check_supplied_edges(data, length: Tensor, cutoff: float) -> None:
     if getattr(data, K.EDGE_INDEX, None) is None or length.numel() == 0 or not inputs.values_checked():
         return
     longest = float(length.detach().max())
-    # Relative slack: an edge the float64 cutoff rule kept (d < r) can round to r in float32.
-    if longest > cutoff * (1.0 + 1e-5):
-        raise ValueError(f"data.{K.EDGE_INDEX} has an edge of length {longest:.4g} Å, beyond the model's cutoff "
-                         f"{cutoff:g} Å, where its envelope weights messages by zero: build the model with a larger "
-                         "interaction_graph cutoff, interaction_graph='full' or envelope=False")
+    if longest > cutoff * (1.0 + SUPPLIED_EDGE_SLACK):
+        raise ValueError(f"data.{K.EDGE_INDEX} {supplied_edge_error(longest, cutoff)}")
+
+
+#: Relative slack of :func:`check_supplied_edges`: an edge that the float64 cutoff rule
+#: kept (d < r) can round to r in float32.
+SUPPLIED_EDGE_SLACK = 1e-5
+
+
+def supplied_edge_error(longest: float, cutoff: float) -> str:
+    """The end of the error about a supplied edge beyond ``cutoff`` (one wording for the
+    model's check and the loader's once-per-split check)."""
+    return (f"has an edge of length {longest:.4g} Å, beyond the model's cutoff {cutoff:g} Å, where its envelope "
+            "weights messages by zero: build the model with a larger interaction_graph cutoff, "
+            "interaction_graph='full' or envelope=False")
 
 
 def declared_outputs(module) -> Optional[Dict[str, Output]]:

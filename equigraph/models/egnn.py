@@ -198,6 +198,10 @@ class EGNN(EquigraphModel):
             self.readout.reset_parameters()
 
     @property
+    def supplied_edge_limit(self) -> Optional[float]:
+        return self.envelope.cutoff if self.envelope is not None else None
+
+    @property
     def outputs(self) -> Dict[str, Output]:
         out = {K.H: Output("scalar", "node"), K.POS: Output("point", "node"), K.VEC: Output("vector", "node")}
         if self.use_velocity:
@@ -234,7 +238,7 @@ class EGNN(EquigraphModel):
         edge_weight = coords_count = None
         if self.envelope is not None:
             length = edge_vec_unchecked(pos, edge_index, shift, cell, batch).norm(dim=-1, keepdim=True)
-            check_supplied_edges(data, length, self.envelope.cutoff)
+            check_supplied_edges(data, length, self.supplied_edge_limit)
             edge_weight = self.envelope(length)
         elif self.update_coords and self.convs[0].coords_agg == "mean":
             # The neighbour count of the mean coordinate update is the same in every layer.

@@ -422,6 +422,10 @@ class SEGNN(EquigraphModel):
                 layer.reset_parameters()
 
     @property
+    def supplied_edge_limit(self) -> Optional[float]:
+        return self.envelope.cutoff if self.envelope is not None else None
+
+    @property
     def outputs(self) -> Dict[str, Output]:
         out = {K.H: Output(str(self.hidden_irreps), "node")}
         level = "node" if self.reduce is None else "graph"
@@ -479,7 +483,7 @@ class SEGNN(EquigraphModel):
         if self.envelope is not None or self.distance is not None:
             length = safe_norm(vec, dim=-1, keepdim=True)
         if self.envelope is not None:
-            check_supplied_edges(data, length, self.envelope.cutoff)
+            check_supplied_edges(data, length, self.supplied_edge_limit)
             edge_weight = self.envelope(length)
             node_attr = self._node_attributes(edge_sh, edge_index, edge_weight, n)
         for v in attr_vectors:

@@ -19,14 +19,16 @@ class SplitsDataModule(pl.LightningDataModule):
     ``loader="pyg"``: PyG's ``DataLoader`` (Lightning adds the distributed sampler under
     DDP). ``loader="device"``: each split collated once on the training device and checked
     once (:class:`~equigraph.train.device_loader.DeviceBatches`; this process's share under
-    DDP), with the model's interaction graph built once per split when ``graph`` is given,
+    DDP; ``max_z`` and ``max_edge_length`` are the model's bounds that the check enforces), with
+    the model's interaction graph built once per split when ``graph`` is given,
     and every batch padded to bucket sizes when ``pad`` is given
     (:class:`~equigraph.train.padding.BucketPadding`).
     """
 
     def __init__(self, splits: DataSplits, batch_size: int = 96, eval_batch_size: int | None = None,
                  num_workers: int = 0, loader: str = "pyg", seed: int = 0, max_z: Optional[int] = None,
-                 graph: Optional[Callable] = None, pad: Optional[BucketPadding] = None):
+                 graph: Optional[Callable] = None, pad: Optional[BucketPadding] = None,
+                 max_edge_length: Optional[float] = None):
         super().__init__()
         if batch_size < 1:
             raise ValueError(f"batch_size: must be positive, got {batch_size}")
@@ -39,6 +41,7 @@ class SplitsDataModule(pl.LightningDataModule):
         if pad is not None and loader != "device":
             raise ValueError(f"pad: padding to bucket sizes needs loader='device', got {loader!r}")
         self.loader, self.seed, self.max_z, self.graph, self.pad = loader, seed, max_z, graph, pad
+        self.max_edge_length = max_edge_length
         self._device_batches: dict[str, DeviceBatches] = {}
 
     def _loader(self, split, batch_size, shuffle):
@@ -52,7 +55,7 @@ class SplitsDataModule(pl.LightningDataModule):
             device = trainer.strategy.root_device if trainer is not None else "cpu"
             self._device_batches[split] = DeviceBatches(
                 data, batch_size, shuffle=shuffle, device=device, seed=self.seed, rank=rank, world_size=world,
-                split=split, max_z=self.max_z, graph=self.graph, pad=self.pad)
+                split=split, max_z=self.max_z, max_edge_length=self.max_edge_length, graph=self.graph, pad=self.pad)
         return self._device_batches[split]
 
     def train_dataloader(self):

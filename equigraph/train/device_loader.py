@@ -26,6 +26,8 @@ from torch import Tensor
 from torch_geometric.data import Batch
 
 from equigraph.data import keys as K
+from equigraph.models.contract import SUPPLIED_EDGE_SLACK, supplied_edge_error
+from equigraph.nn.geometry import edge_vec_unchecked
 from equigraph.train.padding import BucketPadding
 
 __all__ = ["DeviceBatches", "check_records"]
@@ -56,10 +58,12 @@ def _deterministic(transform) -> bool:
     return bool(getattr(transform, "deterministic", False))
 
 
-def check_records(store: Batch, split: str = "train", max_z: Optional[int] = None) -> None:
+def check_records(store: Batch, split: str = "train", max_z: Optional[int] = None,
+                  max_edge_length: Optional[float] = None) -> None:
     """Check a collated split once: every floating-point tensor finite, every edge inside its
-    own graph, atomic numbers in ``[0, max_z)``. Raise ``ValueError`` naming the split, the
-    key and the first bad record."""
+    own graph, atomic numbers in ``[0, max_z)``, edges no longer than ``max_edge_length`` Å
+    (the model's :attr:`~equigraph.models.contract.EquigraphModel.supplied_edge_limit`).
+    Raise ``ValueError`` naming the split, the key and the first bad record."""
     slices = store._slice_dict
     for key in store.keys():
         value = store[key]
@@ -90,6 +94,17 @@ def check_records(store: Batch, split: str = "train", max_z: Optional[int] = Non
         if bad is not None:
             g = int(_graph_of_rows(slices[key], bad.reshape(1).cpu())[0])
             raise ValueError(f"data.{key} of the {split} split, {_record_name(store, g)}: {problem}")
+    edge_index = getattr(store, K.EDGE_INDEX, None)
+    if max_edge_length is not None and edge_index is not None and edge_index.numel():
+        shift = getattr(store, K.SHIFT, None)
+        cell = getattr(store, K.CELL, None) if shift is not None else None
+        length = edge_vec_unchecked(store[K.POS], edge_index, shift, cell, store[K.BATCH]).norm(dim=-1)
+        too_long = length > max_edge_length * (1.0 + SUPPLIED_EDGE_SLACK)
+        if bool(too_long.any()):
+            bad = too_long.nonzero()[0, 0]
+            g = int(_graph_of_rows(slices[K.EDGE_INDEX], bad.reshape(1).cpu())[0])
+            raise ValueError(f"data.{K.EDGE_INDEX} of the {split} split, {_record_name(store, g)}: "
+                             f"{supplied_edge_error(float(length[bad]), max_edge_length)}")
 
 
 class DeviceBatches:
@@ -114,6 +129,8 @@ class DeviceBatches:
             (default: ``0`` and ``1``).
         split (str): the split's name, for error messages (default: ``"train"``).
         max_z (int, optional): checked bound of ``data.z`` (the model's embedding size).
+        max_edge_length (float, optional): checked bound of the edge lengths in Å (the model's
+            ``supplied_edge_limit``: steps with trusted inputs skip the model's own check).
         graph (callable, optional): ``graph(batch) -> (edge_index, shift)`` run once per split
             (in chunks of ``graph_chunk`` graphs) when the data carries no ``edge_index``.
         pad (BucketPadding, optional): pad every batch to bucket sizes with ``batch_size + 1``
@@ -132,7 +149,7 @@ class DeviceBatches:
 
     def __init__(self, dataset: Sequence, batch_size: int, shuffle: bool = False,
                  device: torch.device | str = "cpu", seed: int = 0, rank: int = 0, world_size: int = 1,
-                 split: str = "train", max_z: Optional[int] = None,
+                 split: str = "train", max_z: Optional[int] = None, max_edge_length: Optional[float] = None,
                  graph: Optional[Callable] = None, graph_chunk: int = 1024,
                  pad: Optional[BucketPadding] = None):
         if batch_size < 1:
@@ -153,7 +170,7 @@ class DeviceBatches:
         if graph is not None and getattr(graphs[0], K.EDGE_INDEX, None) is None:
             graphs = self._with_graphs(graphs, graph, graph_chunk)
         store = Batch.from_data_list(graphs)
-        check_records(store, split, max_z)
+        check_records(store, split, max_z, max_edge_length)
         self.num_graphs = len(graphs)
         self._tensors: dict[str, Tensor] = {}
         self._lists: dict[str, list] = {}

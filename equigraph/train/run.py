@@ -254,7 +254,8 @@ def fit(config: dict | str | Path | None = None, overrides: tuple[str, ...] | li
                             num_workers=config["data"]["num_workers"], loader=config["data"]["loader"],
                             seed=int(config["seed"]), max_z=getattr(inner, "max_z", None),
                             graph=_graph_builder(inner) if device_loader else None,
-                            pad=_padding(config["data"]["pad_buckets"], inner))
+                            pad=_padding(config["data"]["pad_buckets"], inner),
+                            max_edge_length=getattr(inner, "supplied_edge_limit", None))
     module.trusted_inputs = device_loader  # every split is checked once when it is collated
     if train["compile"] is not False:
         if config["data"]["pad_buckets"] is not None:

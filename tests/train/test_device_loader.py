@@ -177,3 +177,39 @@ def test_bad_speed_options_are_config_errors(tmp_path, key, value, message):
     cfg[section][name] = value
     with pytest.raises(ValueError, match=message):
         fit(cfg)
+
+
+def test_supplied_edges_beyond_the_models_cutoff_are_refused_once_per_split(tmp_path):
+    # Steps with trusted inputs skip the model's own check: the loader's check replaces it.
+    model = EGNN(hidden_channels=8, num_layers=1, interaction_graph=2.0)
+    assert model.supplied_edge_limit == 2.0
+    assert EGNN(hidden_channels=8, num_layers=1, interaction_graph=2.0, envelope=False).supplied_edge_limit is None
+    graphs = [Data(pos=torch.tensor([[0.0, 0.0, 0.0], [d, 0.0, 0.0]]), z=torch.ones(2, dtype=torch.long),
+                   edge_index=torch.tensor([[0, 1], [1, 0]]), name=f"pair{i}") for i, d in enumerate((1.0, 1.5, 2.5))]
+    with pytest.raises(ValueError, match=r"data.edge_index of the val split, record 2 \(pair2\): has an edge of "
+                                         r"length 2.5 Å, beyond the model's cutoff 2 Å"):
+        DeviceBatches(graphs, 2, split="val", max_edge_length=model.supplied_edge_limit)
+    DeviceBatches(graphs[:2], 2, max_edge_length=2.0)
+    # Periodic images count with their shift: an edge to the next cell is 1 + 3 = 4 Å long.
+    periodic = Data(pos=torch.tensor([[0.0, 0.0, 0.0], [1.0, 0.0, 0.0]]), z=torch.ones(2, dtype=torch.long),
+                    edge_index=torch.tensor([[1], [0]]), shift=torch.tensor([[1.0, 0.0, 0.0]]),
+                    cell=3.0 * torch.eye(3).unsqueeze(0))
+    with pytest.raises(ValueError, match=r"record 0: has an edge of length 4 Å"):
+        DeviceBatches([periodic], 1, max_edge_length=2.0)
+    DeviceBatches([periodic], 1, max_edge_length=4.5)
+
+
+def test_fit_refuses_supplied_edges_beyond_the_envelope_with_the_device_loader(tmp_path):
+    from torch_geometric.utils import dense_to_sparse
+
+    from train_helpers import splits, tiny_config
+
+    data = splits(8, 4, 4)
+    for part in (data.train, data.val, data.test):
+        for d in part:
+            d.edge_index = dense_to_sparse(torch.ones(d.num_nodes, d.num_nodes) - torch.eye(d.num_nodes))[0]
+    cfg = tiny_config(tmp_path, max_epochs=1)
+    cfg["data"]["loader"] = "device"
+    model = EGNN(hidden_channels=8, num_layers=1, out_channels=1, interaction_graph=2.0)
+    with pytest.raises(ValueError, match=r"data.edge_index of the (train|val) split, record \d+: has an edge of length"):
+        fit(cfg, splits=data, model=model)
