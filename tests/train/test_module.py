@@ -183,3 +183,53 @@ def test_progress_bar_counts_epochs_from_one(monkeypatch):
     bar.on_train_epoch_start(SimpleNamespace(current_epoch=0, max_epochs=6), None)
     assert bar.train_progress_bar.desc.startswith("Epoch 1/6")
     bar.train_progress_bar.close()
+
+
+def test_epoch_metrics_are_the_weighted_means_of_the_steps(tmp_path):
+    import csv
+
+    import lightning.pytorch as pl
+    from lightning.pytorch.loggers import CSVLogger
+    from torch_geometric.loader import DataLoader
+
+    class Record(pl.Callback):
+        def __init__(self):
+            self.train, self.val = [], []
+
+        def on_train_batch_end(self, trainer, module, outputs, batch, batch_idx):
+            self.train.append((float(outputs["loss"]), batch.num_graphs, trainer.current_epoch))
+
+        def on_validation_batch_end(self, trainer, module, outputs, batch, batch_idx, dataloader_idx=0):
+            if not trainer.sanity_checking:
+                pred, true = pair(GAP, module(batch), batch)
+                self.val.append(((pred - true).abs().mean().item(), batch.num_graphs, trainer.current_epoch))
+
+    torch.manual_seed(0)
+    data = splits(22, 11, 4)
+    record = Record()
+    module = TaskModule(TinyModel(), [GAP], lr=1e-2)
+    trainer = pl.Trainer(max_epochs=2, logger=CSVLogger(tmp_path, name="logs", version=""), callbacks=[record],
+                         log_every_n_steps=2, enable_progress_bar=False, enable_checkpointing=False,
+                         enable_model_summary=False, accelerator="cpu")
+    trainer.fit(module, DataLoader(data.train, batch_size=4, shuffle=True), DataLoader(data.val, batch_size=4))
+    with open(tmp_path / "logs" / "metrics.csv", newline="") as f:
+        rows = list(csv.DictReader(f))
+
+    def logged(key):
+        return [(int(r["epoch"]), int(r["step"]), float(r[key])) for r in rows if r.get(key)]
+
+    def mean(items, epoch):
+        chosen = [(v, g) for v, g, e in items if e == epoch]
+        return sum(v * g for v, g in chosen) / sum(g for _, g in chosen)
+
+    for epoch in (0, 1):  # 6 batches of 4, 4, 4, 4, 4, 2 graphs
+        (train,) = [v for e, _, v in logged("train_loss_epoch") if e == epoch]
+        assert train == pytest.approx(mean(record.train, epoch), rel=1e-5)
+        (val,) = [v for e, _, v in logged("val_mae") if e == epoch]
+        assert val == pytest.approx(mean(record.val, epoch), rel=1e-5)
+        assert [v for e, _, v in logged("val_gap_mae") if e == epoch] == [val]
+    # Step values every log_every_n_steps steps, as Lightning writes them.
+    steps = logged("train_loss_step")
+    assert [s for _, s, _ in steps] == [1, 3, 5, 7, 9, 11]
+    by_step = [v for v, _, _ in record.train]
+    assert all(v == pytest.approx(by_step[s], rel=1e-6) for _, s, v in steps)
