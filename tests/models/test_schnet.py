@@ -79,8 +79,17 @@ def test_edges_beyond_the_cutoff_count_for_nothing(dtype):
     data = _mol("CH3CH2OH", dtype)
     wide = data.clone()
     wide.edge_index = RadiusInteractionGraph(4.0).from_data(data)[0]
-    assert torch.allclose(model(wide)["y"], model(data)["y"], atol=1e-12 if dtype == torch.float64 else 1e-6)
+    tol = 1e-12 if dtype == torch.float64 else 1e-6
+    assert torch.allclose(model(wide)["y"], model(data)["y"], atol=tol)
     assert SchNet.drops_edges_beyond_cutoff
+    # Nor do they move atoms: the same forces (the long edges' lengths are held at the cutoff).
+    forces = []
+    for d in (wide, data):
+        pos = d.pos.clone().requires_grad_()
+        d = d.clone()
+        d.pos = pos
+        forces.append(-torch.autograd.grad(model(d)["y"].sum(), pos)[0])
+    assert torch.allclose(forces[0], forces[1], atol=tol)
 
 
 @pytest.mark.parametrize("kwargs, match", [
