@@ -17,9 +17,7 @@ rounds (CUDA: synchronised around each timing).
 from __future__ import annotations
 
 import argparse
-import statistics
 import sys
-import time
 from pathlib import Path
 
 import torch
@@ -28,6 +26,7 @@ from torch_geometric.utils import scatter
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from benchmarks import _results  # noqa: E402
+from benchmarks.egnn_speed import time_jobs  # noqa: E402
 
 NAME = "aggregation"
 #: (label, nodes, edges, channels): N-body 100 x 5 fully connected (message + coordinate
@@ -61,25 +60,9 @@ def run(nodes: int, edges: int, channels: int, device, repeats: int, inner: int)
             ref_out, ref_grad = out.detach(), g
         elif not (torch.allclose(out, ref_out, atol=1e-4) and torch.allclose(g, ref_grad, atol=1e-4)):
             raise RuntimeError(f"{name} disagrees with scatter")
-    cuda = torch.device(device).type == "cuda"
-    sync = torch.cuda.synchronize if cuda else (lambda: None)
-
-    def step(fn):
-        torch.autograd.grad(fn(src), src, grad)
-
-    for fn in fns.values():
-        for _ in range(3):
-            step(fn)
-    times = {name: [] for name in fns}
-    for _ in range(repeats):
-        for name, fn in fns.items():
-            sync()
-            t = time.perf_counter()
-            for _ in range(inner):
-                step(fn)
-            sync()
-            times[name].append((time.perf_counter() - t) / inner * 1e6)
-    return {name: statistics.median(v) for name, v in times.items()}
+    jobs = {name: (lambda fn=fn: torch.autograd.grad(fn(src), src, grad)) for name, fn in fns.items()}
+    ms, _ = time_jobs(jobs, repeats, inner, device)
+    return {name: value * 1e3 for name, value in ms.items()}
 
 
 def main(argv=None):
