@@ -210,12 +210,18 @@ class DeviceBatches:
                              "its graph inside its forward (graph_from_input_positions is not set), so its edge count "
                              "cannot be padded")
         per_graph = torch.arange(self.num_graphs + 1)
-        self._pad_groups = {self._group[K.POS]: "node", self._group[K.EDGE_INDEX]: "edge"}
+        levels = {self._group[K.POS]: "node", self._group[K.EDGE_INDEX]: "edge"}
         for i, sl in enumerate(self._slices):
-            if i not in self._pad_groups and torch.equal(sl, per_graph):
-                self._pad_groups[i] = "graph"
+            if i not in levels and torch.equal(sl, per_graph):
+                levels[i] = "graph"
+        self._pad_level: dict[str, str] = {}
         for key, group in self._group.items():
-            if group not in self._pad_groups:
+            if key in K.GRAPH_KEYS and torch.equal(self._slices[group], per_graph):
+                # Also when every graph has one atom, so that nodes and graphs share slices.
+                self._pad_level[key] = "graph"
+            elif group in levels:
+                self._pad_level[key] = levels[group]
+            else:
                 raise ValueError(f"data.pad_buckets: data.{key} of the {self.split} split has neither one row per node, "
                                  "per edge nor per graph, so it cannot be padded")
 
@@ -335,7 +341,7 @@ class DeviceBatches:
 
     def _padded(self, key: str, value: Tensor, plan: dict, pad_edges: Tensor) -> Tensor:
         """``value`` with the rows of the padding nodes, edges or graphs appended."""
-        dim, level = self._dims[key], self._pad_groups[self._group[key]]
+        dim, level = self._dims[key], self._pad_level[key]
         count = plan[{"node": "nodes", "edge": "edges", "graph": "graphs"}[level]] - value.size(dim)
         shape = list(value.shape)
         shape[dim] = count

@@ -163,6 +163,17 @@ def test_bad_padding_options_are_config_errors(tmp_path, change, message):
         fit(cfg)
 
 
+def test_one_atom_cells_keep_graph_keys_per_graph():
+    # Every graph has one atom: nodes and graphs share slice tables, cells must stay per graph.
+    graphs = [Data(pos=torch.zeros(1, 3), z=torch.tensor([29]), cell=(3.0 + i) * torch.eye(3).unsqueeze(0),
+                   pbc=torch.ones(1, 3, dtype=torch.bool), energy=torch.tensor([float(i)]),
+                   edge_index=torch.tensor([[0], [0]]), shift=torch.tensor([[1.0, 0.0, 0.0]])) for i in range(3)]
+    padded = DeviceBatches(graphs, 2, pad=BucketPadding()).gather(torch.tensor([0, 1]))
+    assert padded.num_graphs == 3 and padded.cell.shape == (3, 3, 3) and padded.energy.shape == (3,)
+    assert torch.equal(padded.cell[2], torch.eye(3)) and not bool(padded.pbc[2].any())
+    assert padded[K.REAL_NODES] == 2 and bool((padded.batch[2:] == 2).all())  # the padding atoms: graph 2
+
+
 def test_padding_refuses_what_it_cannot_pad():
     graphs = [Data(pos=d.pos, z=d.z) for d in molecules(3)]
     with pytest.raises(ValueError, match=r"the train split has no data.edge_index, and the model builds its graph"):
