@@ -12,14 +12,16 @@ HERE = Path(__file__).resolve().parent
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("loader", ["pyg", "device"])
+@pytest.mark.parametrize("loader", ["pyg", "device", "device+pad"])
 def test_ddp_two_cpu_processes(tmp_path, loader):
     """``strategy="ddp"`` on 2 CPU processes (gloo) through ``equigraph train``, with PyG's
-    loader (Lightning's distributed sampler) and the device loader (its own shards).
+    loader (Lightning's distributed sampler) and the device loader (its own shards), also
+    with batches padded to bucket sizes.
 
     Lightning re-launches the script for rank 1, so the run lives in a script of its own."""
     cfg = egnn_config(tmp_path, max_epochs=2, accelerator="cpu", devices=2, strategy="ddp", num_threads=1)
-    cfg["data"]["loader"] = loader
+    cfg["data"]["loader"] = loader.split("+")[0]
+    cfg["data"]["pad_buckets"] = 0.1 if loader.endswith("+pad") else None
     (tmp_path / "ddp.yaml").write_text(yaml.safe_dump(cfg))
     script = tmp_path / "run_ddp.py"
     script.write_text(textwrap.dedent(f"""
