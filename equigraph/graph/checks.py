@@ -6,10 +6,37 @@ fails at the call that received it instead of surfacing later as a NaN or a wron
 from __future__ import annotations
 
 import math
+from contextlib import contextmanager
 from numbers import Integral, Real
+from typing import Iterator
 
 import torch
 from torch import Tensor
+
+_trusted = False
+
+
+@contextmanager
+def trusted() -> Iterator[None]:
+    """Skip the checks of input *values* (NaN / inf, index ranges) inside the block.
+
+    Each such check reads a device value on the host, a synchronisation that stalls a GPU
+    step. The trainer enters this block when the data was checked once for the whole split
+    (:func:`equigraph.train.device_loader.check_records`); shapes, dtypes and presence are
+    still checked on every call, since they cost no synchronisation.
+    """
+    global _trusted
+    before, _trusted = _trusted, True
+    try:
+        yield
+    finally:
+        _trusted = before
+
+
+def values_checked() -> bool:
+    """Whether checks of input values run: not inside :func:`trusted` nor while
+    ``torch.compile`` traces (a data-dependent branch would break the graph)."""
+    return not _trusted and not torch.compiler.is_compiling()
 
 
 def check_pos(pos, name: str = "pos") -> Tensor:
@@ -26,8 +53,8 @@ def check_pos(pos, name: str = "pos") -> Tensor:
         raise ValueError(f"`{name}` must have shape [N, 3], got {list(pos.shape)}")
     if not pos.is_floating_point():
         raise ValueError(f"`{name}` must be a floating-point tensor, got dtype {pos.dtype}")
-    if torch.compiler.is_compiling():
-        # reading the data would break the traced graph; eager calls check it
+    if not values_checked():
+        # reading the data synchronises the device (and would break a traced graph)
         return pos
     bad = ~torch.isfinite(pos).all(dim=1)
     if bool(bad.any()):

@@ -14,41 +14,16 @@ ValueError: data.pos must have shape [N, 3], got [2, 2]
 """
 from __future__ import annotations
 
-from contextlib import contextmanager
-from typing import Iterator, Mapping, Optional
+from typing import Mapping, Optional
 
 import torch
 from torch import Tensor
 
 from equigraph.data import keys as K
+from equigraph.graph.checks import trusted, values_checked
 
 __all__ = ["positions", "atomic_numbers", "node_features", "node_vectors", "edge_features", "check_finite",
            "trusted", "values_checked"]
-
-_trusted = False
-
-
-@contextmanager
-def trusted() -> Iterator[None]:
-    """Skip the checks of input *values* (NaN / inf, index ranges) inside the block.
-
-    Each such check reads a device value on the host, a synchronisation that stalls a GPU
-    step. The trainer enters this block when the data was checked once for the whole split
-    (:func:`equigraph.train.device_loader.check_records`); shapes, dtypes and presence are
-    still checked on every call, since they cost no synchronisation.
-    """
-    global _trusted
-    before, _trusted = _trusted, True
-    try:
-        yield
-    finally:
-        _trusted = before
-
-
-def values_checked() -> bool:
-    """Whether checks of input values run: not inside :func:`trusted` nor while
-    ``torch.compile`` traces (a data-dependent branch would break the graph)."""
-    return not _trusted and not torch.compiler.is_compiling()
 
 
 def positions(data, dtype: Optional[torch.dtype] = None) -> Tensor:

@@ -187,8 +187,7 @@ class SchNet(EquigraphModel):
         z = inputs.atomic_numbers(data, self.max_z, n)
         batch = getattr(data, K.BATCH, None)
         edge_index, shift, cell = self.graph(data)
-        if inputs.values_checked():  # index ranges: each check synchronises the device
-            check_edge_vec_inputs(pos, edge_index, shift, cell, batch)
+        check_edge_vec_inputs(pos, edge_index, shift, cell, batch)  # values: not under inputs.trusted()
         length = safe_norm(edge_vec_unchecked(pos, edge_index, shift, cell, batch))
         # PyG's cosine cutoff is periodic in r, not 0 beyond c: longer edges must count for
         # nothing. At r = c it is exactly 0, so their length is set to c (and held constant):

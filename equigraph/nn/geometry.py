@@ -17,7 +17,7 @@ from typing import Optional, Tuple
 import torch
 from torch import Tensor
 
-from equigraph.graph.checks import check_pos
+from equigraph.graph.checks import check_pos, values_checked
 
 __all__ = ["edge_vec", "check_edge_vec_inputs", "edge_vec_unchecked", "safe_norm", "safe_normalize", "edge_length_and_unit"]
 
@@ -31,7 +31,7 @@ def _check_edge_index(edge_index: Tensor, num_nodes: int) -> None:
         raise ValueError(f"`edge_index` must be a [2, E] tensor, got {shape}")
     if edge_index.dtype not in (torch.long, torch.int32, torch.int64):
         raise ValueError(f"`edge_index` must be an integer tensor, got {edge_index.dtype}")
-    if edge_index.numel() > 0 and not torch.compiler.is_compiling():
+    if edge_index.numel() > 0 and values_checked():
         lo, hi = int(edge_index.min()), int(edge_index.max())
         if lo < 0 or hi >= num_nodes:
             raise ValueError(
@@ -43,7 +43,7 @@ def _check_cell(cell: Tensor, batch: Optional[Tensor], num_nodes: int) -> None:
     if cell.dim() not in (2, 3) or cell.shape[-2:] != (3, 3) or (cell.dim() == 2 and cell.shape != (3, 3)):
         raise ValueError(f"`cell` must be [3, 3], [1, 3, 3] or [G, 3, 3], got {tuple(cell.shape)}")
     num_cells = 1 if cell.dim() == 2 else cell.size(0)
-    checked = not torch.compiler.is_compiling()
+    checked = values_checked()
     if checked and not bool(torch.isfinite(cell).all()):
         raise ValueError("`cell` contains NaN or inf entries")
     if num_cells == 1:

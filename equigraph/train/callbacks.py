@@ -7,7 +7,7 @@ import lightning.pytorch as pl
 import torch
 from lightning.pytorch.callbacks import TQDMProgressBar
 
-from equigraph.data import keys as K
+from equigraph.train.padding import real_graphs
 from equigraph.train.plotting import plot_learning_curve
 
 
@@ -127,8 +127,7 @@ class EpochTimer(pl.Callback):
         self._count = 0
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
-        # Padded batches (data.pad_buckets) count their real graphs only.
-        self._count += int(getattr(batch, K.REAL_GRAPHS, None) or getattr(batch, "num_graphs", 1))
+        self._count += real_graphs(batch)  # padded batches (data.pad_buckets): the data graphs only
 
     def on_train_epoch_end(self, trainer, pl_module):
         import time

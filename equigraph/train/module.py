@@ -8,9 +8,9 @@ import lightning.pytorch as pl
 import torch
 from torch import Tensor, nn
 
-from equigraph.data import keys as K
 from equigraph.models import inputs
 from equigraph.registry import spec_of
+from equigraph.train.padding import real_graphs
 from equigraph.train.targets import LOSSES, Target, pair
 
 OPTIMIZERS = {"adam": torch.optim.Adam, "adamw": torch.optim.AdamW}
@@ -136,7 +136,7 @@ class TaskModule(pl.LightningModule):
     def _step(self, batch, stage: str) -> Tensor:
         out = self(batch)
         total = 0.0
-        graphs = int(getattr(batch, K.REAL_GRAPHS, None) or batch.num_graphs)
+        graphs = real_graphs(batch)
         sync = stage != "train"
         for i, t in enumerate(self.targets):
             pred, true = pair(t, out, batch)

@@ -26,7 +26,15 @@ import math
 import torch
 from torch import Tensor
 
-__all__ = ["BucketPadding"]
+from equigraph.data import keys as K
+
+__all__ = ["BucketPadding", "real_graphs"]
+
+
+def real_graphs(batch) -> int:
+    """The number of data graphs of a batch: its graphs less the padding ones, if padded."""
+    real = getattr(batch, K.REAL_GRAPHS, None)
+    return int(real if real is not None else getattr(batch, "num_graphs", 1))
 
 
 class BucketPadding:

@@ -144,6 +144,33 @@ def test_trusted_inputs_skip_value_checks_only():
     assert inputs.values_checked()
 
 
+@pytest.mark.parametrize("name", ["egnn", "schnet"])
+def test_trusted_models_still_check_shapes_but_not_values(name):
+    from equigraph.models.schnet import SchNet
+
+    model = (EGNN(hidden_channels=8, num_layers=1, interaction_graph=3.0) if name == "egnn"
+             else SchNet(hidden_channels=8, num_filters=8, num_interactions=1, num_gaussians=4, cutoff=3.0))
+    pos = torch.tensor([[0.0, 0.0, 0.0], [1.0, 0.0, 0.0]])
+    edges = torch.tensor([[0, 1], [1, 0]])
+    bad_shift = Data(pos=pos, z=torch.ones(2, dtype=torch.long), edge_index=edges, shift=torch.zeros(2, 2),
+                     cell=torch.eye(3).unsqueeze(0))
+    out_of_range = Data(pos=pos, z=torch.ones(2, dtype=torch.long), edge_index=torch.tensor([[0, 5], [1, 0]]))
+    with inputs.trusted():
+        with pytest.raises(ValueError, match=r"`?shift`? must have shape \[E"):
+            model(bad_shift)
+    with pytest.raises(ValueError, match="`edge_index` refers to node 5"):
+        model(out_of_range)
+    seen = []
+    monkey = torch.Tensor.max
+    try:  # the range check reads max(): not under trusted inputs
+        torch.Tensor.max = lambda self, *a, **k: seen.append(1) or monkey(self, *a, **k)
+        with inputs.trusted():
+            model(Data(pos=pos, z=torch.ones(2, dtype=torch.long), edge_index=edges))
+    finally:
+        torch.Tensor.max = monkey
+    assert not seen
+
+
 def test_fit_with_the_device_loader_matches_the_pyg_loader(tmp_path):
     results = {}
     for loader in ("pyg", "device"):

@@ -10,6 +10,7 @@ from e3nn import o3
 from torch_geometric.nn import MLP, global_max_pool
 
 from equigraph.data import keys as K
+from equigraph.graph.checks import values_checked
 from equigraph.symmetry import Output, TypeSpec, parse_type
 
 #: Levels a backbone output can have.
@@ -74,7 +75,7 @@ def read_points(data, in_channels: int, model: str) -> Tuple[Tensor, Tensor, Opt
         raise ValueError(f"{model}: data.{K.POS} must be a float [N, 3] tensor, got {what}")
     if pos.size(0) == 0:
         raise ValueError(f"{model}: data.{K.POS} is empty")
-    if not torch.compiler.is_compiling() and not bool(torch.isfinite(pos).all()):
+    if values_checked() and not bool(torch.isfinite(pos).all()):
         raise ValueError(f"{model}: data.{K.POS} contains NaN or inf")
     batch = getattr(data, K.BATCH, None)
     if batch is None:

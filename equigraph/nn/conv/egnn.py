@@ -13,6 +13,7 @@ from torch_geometric.nn import MessagePassing
 from torch_geometric.nn.resolver import activation_resolver
 from torch_geometric.utils import degree, scatter
 
+from ...graph.checks import values_checked
 from ..geometry import check_edge_vec_inputs, edge_vec_unchecked
 
 _COORDS_AGGS = ("mean", "sum")
@@ -342,7 +343,7 @@ class EGNNConv(MessagePassing):
         if edge_weight is not None and edge_weight.shape != (num_edges, 1):
             raise ValueError(f"edge_weight must have shape [E={num_edges}, 1], got {list(edge_weight.shape)}")
         # NaN/inf in pos is reported by check_edge_vec_inputs.
-        if self.velocity and not torch.compiler.is_compiling() and not bool(torch.isfinite(vel).all()):
+        if self.velocity and values_checked() and not bool(torch.isfinite(vel).all()):
             raise ValueError("vel contains NaN or inf")
 
     def __repr__(self) -> str:

@@ -9,6 +9,7 @@ from torch import Tensor
 from torch_geometric.nn import MessagePassing
 from torch_geometric.utils import scatter
 
+from ...graph.checks import values_checked
 from ..steerable.cueq import check_tp_backend
 from ..steerable.gate import Gate
 from ..steerable.irreps import as_irreps
@@ -236,7 +237,7 @@ class SEGNNConv(MessagePassing):
             raise ValueError(f"edge_index must be an integer tensor of shape [2, E], got "
                              f"{list(getattr(edge_index, 'shape', []))}")
         e = edge_index.size(1)
-        if e and not torch.compiler.is_compiling():
+        if e and values_checked():
             lo, hi = int(edge_index.min()), int(edge_index.max())
             if lo < 0 or hi >= n:
                 raise ValueError(f"edge_index refers to node {lo if lo < 0 else hi}, but x has {n} nodes")

@@ -136,14 +136,19 @@ def test_bad_inputs():
     assert repr(layer) == "O3TensorProduct(4x0e+2x1o x 1x0e+1x1o -> 3x0e+1x1o, weights=24, bias=True)"
 
 
-def test_double_after_float32_build_keeps_float64_coefficients():
+def _built_in_float32(*irreps):
+    """An ``O3TensorProduct`` built (after ``torch.manual_seed(0)``) under a float32 default dtype."""
     previous = torch.get_default_dtype()
     torch.set_default_dtype(torch.float32)
     try:
         torch.manual_seed(0)
-        built32 = O3TensorProduct(IN, OUT, ATTR)
+        return O3TensorProduct(*irreps)
     finally:
         torch.set_default_dtype(previous)
+
+
+def test_double_after_float32_build_keeps_float64_coefficients():
+    built32 = _built_in_float32(IN, OUT, ATTR)
     built64 = O3TensorProduct(IN, OUT, ATTR).double()
     built64.load_state_dict(built32.state_dict())
     built32 = built32.double()
@@ -293,13 +298,7 @@ def test_unique_irreps_are_not_merged():
 
 def test_merged_casts_keep_float64_coefficients():
     irreps_in, irreps_out, irreps_attr = MERGED_CASES["qm9_message"]
-    previous = torch.get_default_dtype()
-    torch.set_default_dtype(torch.float32)
-    try:
-        torch.manual_seed(0)
-        built32 = O3TensorProduct(irreps_in, irreps_out, irreps_attr)
-    finally:
-        torch.set_default_dtype(previous)
+    built32 = _built_in_float32(irreps_in, irreps_out, irreps_attr)
     twin = copy.deepcopy(built32).double()
     built32 = built32.double()
     old = _Unmerged(irreps_in, irreps_out, irreps_attr).double()
