@@ -26,7 +26,7 @@ from equigraph.symmetry import LEVELS, Output
 from . import inputs
 
 __all__ = ["Output", "Graph", "EquigraphModel", "LEVELS", "resolve_interaction_graph", "declared_outputs",
-           "check_supplied_edges", "supplied_edge_error"]
+           "check_supplied_edges", "edges_beyond", "supplied_edge_error"]
 
 class Graph(NamedTuple):
     """The graph a model runs on: ``edge_index`` ``[2, E]``, and for periodic data the
@@ -157,14 +157,15 @@ def check_supplied_edges(data, length: Tensor, cutoff: float) -> None:
     :func:`equigraph.models.inputs.values_checked` is false."""
     if getattr(data, K.EDGE_INDEX, None) is None or length.numel() == 0 or not inputs.values_checked():
         return
-    longest = float(length.detach().max())
-    if longest > cutoff * (1.0 + SUPPLIED_EDGE_SLACK):
-        raise ValueError(f"data.{K.EDGE_INDEX} {supplied_edge_error(longest, cutoff)}")
+    if bool(edges_beyond(length.detach(), cutoff).any()):
+        raise ValueError(f"data.{K.EDGE_INDEX} {supplied_edge_error(float(length.detach().max()), cutoff)}")
 
 
-#: Relative slack of :func:`check_supplied_edges`: an edge that the float64 cutoff rule
-#: kept (d < r) can round to r in float32.
-SUPPLIED_EDGE_SLACK = 1e-5
+def edges_beyond(length: Tensor, limit: float) -> Tensor:
+    """Mask of the edge lengths beyond ``limit``, the rule of :func:`check_supplied_edges`
+    (and of the device loader's once-per-split check), with a relative slack of ``1e-5``:
+    an edge that the float64 cutoff rule kept (d < r) can round to r in float32."""
+    return length > limit * (1.0 + 1e-5)
 
 
 def supplied_edge_error(longest: float, cutoff: float) -> str:

@@ -189,11 +189,9 @@ class SchNet(EquigraphModel):
         edge_index, shift, cell = self.graph(data)
         check_edge_vec_inputs(pos, edge_index, shift, cell, batch)  # values: not under inputs.trusted()
         length = safe_norm(edge_vec_unchecked(pos, edge_index, shift, cell, batch))
-        # PyG's cosine cutoff is periodic in r, not 0 beyond c: longer edges must count for
-        # nothing. At r = c it is exactly 0, so their length is set to c (and held constant):
-        # the same sum as dropping them, without a data-dependent edge count (on a GPU a
-        # synchronisation per step, which CUDA graphs cannot record).
-        length = torch.where(length < self._cutoff, length, torch.full_like(length, self._cutoff))
+        # PyG's cosine cutoff is periodic in r, not 0 beyond c: longer edges must go.
+        keep = length < self._cutoff
+        edge_index, length = edge_index[:, keep], length[keep]
         edge_attr = self.distance_expansion(length)
         h = self.embedding(z)
         for block in self.interactions:

@@ -428,13 +428,10 @@ class SEGNN(EquigraphModel):
     @property
     def outputs(self) -> Dict[str, Output]:
         out = {K.H: Output(str(self.hidden_irreps), "node")}
-        level = "node" if self.reduce is None else "graph"
         if self.readout is not None:
-            out[K.Y] = Output("scalar", level)
-            if self.readout.has_node_contributions:
-                out[K.NODE_Y] = Output("scalar", "node")
+            out.update(self.readout_outputs())
         elif self.irreps_out is not None:
-            out[K.Y] = Output(str(self.irreps_out), level)
+            out[K.Y] = Output(str(self.irreps_out), "node" if self.reduce is None else "graph")
         if self.positions:
             out[K.POS] = Output("point", "node")
             out[K.VEC] = Output("vector", "node")
@@ -506,10 +503,7 @@ class SEGNN(EquigraphModel):
             return out
         g = self.pre_pool2(self.pre_pool1(h, node_attr), node_attr)
         if self.readout is not None:
-            y, nodes = self.readout(g, batch, num_graphs, z=z, return_nodes=True)
-            out[K.Y] = y
-            if nodes is not None and self.reduce is not None:
-                out[K.NODE_Y] = nodes
+            out.update(self.apply_readout(g, batch, num_graphs, z))
             return out
         if self.reduce is not None:
             index = batch if batch is not None else torch.zeros(n, dtype=torch.long, device=pos.device)

@@ -243,10 +243,7 @@ class TFN(EquigraphModel):
     @property
     def outputs(self) -> Dict[str, Output]:
         out = {K.H: Output(str(self.hidden_irreps), "node")}
-        if self.readout is not None:
-            out[K.Y] = Output("scalar", "node" if self.readout.reduce is None else "graph")
-            if self.readout.has_node_contributions:
-                out[K.NODE_Y] = Output("scalar", "node")
+        out.update(self.readout_outputs())
         if self.positions:
             out[K.POS] = Output("point", "node")
             out[K.VEC] = Output("vector", "node")

@@ -26,7 +26,7 @@ from torch import Tensor
 from torch_geometric.data import Batch
 
 from equigraph.data import keys as K
-from equigraph.models.contract import SUPPLIED_EDGE_SLACK, supplied_edge_error
+from equigraph.models.contract import edges_beyond, supplied_edge_error
 from equigraph.nn.geometry import edge_vec_unchecked
 from equigraph.train.padding import BucketPadding
 
@@ -99,7 +99,7 @@ def check_records(store: Batch, split: str = "train", max_z: Optional[int] = Non
         shift = getattr(store, K.SHIFT, None)
         cell = getattr(store, K.CELL, None) if shift is not None else None
         length = edge_vec_unchecked(store[K.POS], edge_index, shift, cell, store[K.BATCH]).norm(dim=-1)
-        too_long = length > max_edge_length * (1.0 + SUPPLIED_EDGE_SLACK)
+        too_long = edges_beyond(length, max_edge_length)
         if bool(too_long.any()):
             bad = too_long.nonzero()[0, 0]
             g = int(_graph_of_rows(slices[K.EDGE_INDEX], bad.reshape(1).cpu())[0])

@@ -54,14 +54,6 @@ def _import_cueq(name: str = "tp_backend"):
     return cue, cuet
 
 
-def _has_cuda_kernels() -> bool:
-    try:
-        import cuequivariance_ops_torch  # noqa: F401
-    except ImportError:
-        return False
-    return True
-
-
 def _ir_mul_permutation(irreps: o3.Irreps) -> Tensor:
     # perm[p] = index in the mul_ir layout of position p of the ir_mul layout.
     perm: List[int] = []
