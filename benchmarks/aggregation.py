@@ -26,13 +26,14 @@ from torch_geometric.utils import scatter
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from benchmarks import _results  # noqa: E402
-from benchmarks.egnn_speed import time_jobs  # noqa: E402
+from benchmarks.egnn_speed import resolve_device, time_jobs  # noqa: E402
 
 NAME = "aggregation"
-#: (label, nodes, edges, channels): N-body 100 x 5 fully connected (message + coordinate
-#: columns of EGNN-vel), QM9 96 molecules with the 5 Å graph (hidden 128).
-SIZES = [("N-body 100 x 5, EGNN-vel message", 500, 2000, 67),
-         ("QM9 96 molecules, 5 Å graph, hidden 128", 1727, 26812, 128)]
+#: (label, nodes, edges, channels): the counts of N-body 100 x 5 fully connected (message +
+#: coordinate columns of EGNN-vel) and of QM9 96 molecules with the 5 Å graph (hidden 128);
+#: the centre indices are random (sorted), not those graphs' own.
+SIZES = [("N-body 100 x 5 sizes (EGNN-vel message), random sorted centres", 500, 2000, 67),
+         ("QM9 96-molecule sizes (5 Å graph, hidden 128), random sorted centres", 1727, 26812, 128)]
 TINY = [("tiny", 20, 60, 4)]
 
 
@@ -72,8 +73,7 @@ def main(argv=None):
     parser.add_argument("--quick", action="store_true", help="tiny sizes, few rounds (the smoke test)")
     parser.add_argument("--name", default=NAME)
     args = parser.parse_args(argv)
-    if args.device == "cuda" and not torch.cuda.is_available():
-        raise ValueError("--device cuda: no CUDA device is available")
+    resolve_device(args.device)
     if args.threads is not None:
         torch.set_num_threads(args.threads)
     where = "CUDA" if args.device == "cuda" else f"CPU, {torch.get_num_threads()} thread(s)"

@@ -182,6 +182,17 @@ def make_jobs(impls, loss_fn, backward=True):
     return jobs
 
 
+def resolve_device(name: str) -> torch.device:
+    """``--device``: ``auto`` (CUDA when available), ``cpu`` or ``cuda`` (an error without one)."""
+    if name not in ("auto", "cpu", "cuda"):
+        raise ValueError(f"--device must be auto, cpu or cuda, got {name!r}")
+    if name == "auto":
+        name = "cuda" if torch.cuda.is_available() else "cpu"
+    if name == "cuda" and not torch.cuda.is_available():
+        raise ValueError("--device cuda: torch sees no CUDA device on this machine")
+    return torch.device(name)
+
+
 def time_jobs(jobs, repeats, inner, device="cpu", warmup=3):
     """Median ms per call of every job over ``repeats`` interleaved rounds of ``inner``
     calls each. On CUDA the device is synchronised around every timing, and the second

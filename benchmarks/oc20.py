@@ -290,6 +290,14 @@ def main(argv=None) -> int:
         worker(task, model, budget, str(out / f"{task}_{model.lower()}"), root, args.threads, Path(result))
         return 0
 
+    results_dir = Path(args.results_dir) if args.results_dir else (out if args.quick else HERE / "results")
+    previous_file = results_dir / f"{NAME}.json"
+    previous = json.loads(previous_file.read_text()) if previous_file.exists() else None
+    try:  # an earlier file of another budget is refused now, not after an hour of training
+        merge_results([], previous, budget, fresh=args.fresh)
+    except ValueError as exc:
+        raise SystemExit(f"[{NAME}] {exc}") from None
+
     torch.set_num_threads(args.threads)
     _register()
     from equigraph.datasets.oc20_generate import generate_oc20_emt
@@ -322,14 +330,8 @@ def main(argv=None) -> int:
             print(f"[{NAME}] {task} {model}: {time.perf_counter() - t:.0f} s, {results[-1]['metrics']}", flush=True)
     refs = reference(budget, root)
     total = time.perf_counter() - total_start
-    results_dir = Path(args.results_dir) if args.results_dir else (out if args.quick else HERE / "results")
-    previous_file = results_dir / f"{NAME}.json"
-    previous = json.loads(previous_file.read_text()) if previous_file.exists() else None
     new_results = results
-    try:
-        results, runs = merge_results(new_results, previous, budget, fresh=args.fresh)
-    except ValueError as exc:
-        raise SystemExit(f"[{NAME}] {exc}") from None
+    results, runs = merge_results(new_results, previous, budget, fresh=args.fresh)  # checked above
     kept = sorted({r["model"] for r in results} - {r["model"] for r in new_results})
     if kept:
         print(f"[{NAME}] kept the earlier results of {', '.join(kept)} from {previous_file}", flush=True)

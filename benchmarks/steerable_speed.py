@@ -35,7 +35,6 @@ import copy
 import ctypes
 import gc
 import re
-import statistics
 import sys
 import time
 from pathlib import Path
@@ -49,6 +48,7 @@ from torch_geometric.nn import global_mean_pool
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from benchmarks import _results  # noqa: E402
+from benchmarks.egnn_speed import resolve_device, time_jobs  # noqa: E402
 from benchmarks.reference import segnn_original as orig  # noqa: E402
 from equigraph.models.tfn import TFN  # noqa: E402
 from equigraph.nn import edge_vec  # noqa: E402
@@ -193,37 +193,15 @@ def _check(name, ours, ref):
 # ---------------------------------------------------------------------------------------
 # Timing and memory
 # ---------------------------------------------------------------------------------------
-def resolve_device(name: str) -> torch.device:
-    if name == "auto":
-        name = "cuda" if torch.cuda.is_available() else "cpu"
-    if name not in ("cpu", "cuda"):
-        raise ValueError(f"--device must be auto, cpu or cuda, got {name!r}")
-    if name == "cuda" and not torch.cuda.is_available():
-        raise ValueError("--device cuda: torch sees no CUDA device on this machine")
-    return torch.device(name)
-
-
 def sync(device):
     if device.type == "cuda":
         torch.cuda.synchronize(device)
 
 
 def interleaved(jobs, rounds, device, inner=1, warmup=2):
-    """Median ms per call of every job, over ``rounds`` rounds that run each job in turn
-    (a load change on the shared machine hits all jobs alike)."""
-    for job in jobs.values():
-        for _ in range(warmup):
-            job()
-    times = {key: [] for key in jobs}
-    for _ in range(rounds):
-        for key, job in jobs.items():
-            sync(device)
-            t = time.perf_counter()
-            for _ in range(inner):
-                job()
-            sync(device)
-            times[key].append((time.perf_counter() - t) / inner * 1e3)
-    return {key: statistics.median(v) for key, v in times.items()}
+    """Median ms per call of every job over ``rounds`` interleaved rounds (a load change on
+    the shared machine hits all jobs alike): :func:`benchmarks.egnn_speed.time_jobs`."""
+    return time_jobs(jobs, rounds, inner, device, warmup)[0]
 
 
 def _forward(fn):

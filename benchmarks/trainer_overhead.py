@@ -38,11 +38,12 @@ def overrides(molecules: int, epochs: int, out_dir: str) -> list[str]:
 
 def plain_loop(config: dict, epochs: int) -> tuple[float, int]:
     """Median seconds per epoch and steps per epoch of a plain loop: the trainer's device
-    loader, model, loss (L1 on the standardised target) and fused AdamW, no Lightning."""
+    loader, model, loss (L1 on the standardised target) and fused optimiser, no Lightning."""
     from equigraph.datasets.registry import build_splits
     from equigraph.models import inputs
     from equigraph.models.registry import build_model
     from equigraph.train.device_loader import DeviceBatches
+    from equigraph.train.module import OPTIMIZERS
     from equigraph.train.run import _graph_builder, dataset_options
     from equigraph.train.targets import fit_statistics, pair, resolve_targets
 
@@ -54,7 +55,11 @@ def plain_loop(config: dict, epochs: int) -> tuple[float, int]:
     graph = _graph_builder(model)
     train = DeviceBatches(splits.train, config["data"]["batch_size"], shuffle=True, graph=graph)
     val = DeviceBatches(splits.val, config["data"]["batch_size"], graph=graph)
-    opt = torch.optim.AdamW(model.parameters(), lr=float(config["train"]["lr"]), fused=True)
+    hp = config["train"]
+    # The trainer's optimiser (fused, as TaskModule.configure_optimizers builds it); its
+    # per-epoch learning-rate schedule is left out.
+    opt = OPTIMIZERS[hp["optimizer"]](model.parameters(), lr=float(hp["lr"]), weight_decay=float(hp["weight_decay"]),
+                                      fused=True)
     t = targets[0]
 
     def epoch():

@@ -1,7 +1,7 @@
 """The Lightning module that trains any registry model on declared targets."""
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from contextlib import nullcontext
 
 import lightning.pytorch as pl

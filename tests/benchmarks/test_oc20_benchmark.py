@@ -99,3 +99,14 @@ def test_fresh_or_no_previous_keeps_only_this_run():
     for merged, runs in (oc20.merge_results(new, _previous(), {**BUDGET, "s2ef_epochs": 5}, fresh=True),
                          oc20.merge_results(new, None, BUDGET)):
         assert [(r["task"], r["model"]) for r in merged] == [("s2ef", "TFN"), ("is2re", "TFN")] and runs == []
+
+
+def test_another_budget_is_refused_before_any_work(tmp_path, monkeypatch):
+    import json
+
+    import equigraph.datasets.oc20_generate as generate
+
+    (tmp_path / "oc20.json").write_text(json.dumps(_previous()))  # the full budget; --quick is another
+    monkeypatch.setattr(generate, "generate_oc20_emt", lambda *a, **k: pytest.fail("data generated before the check"))
+    with pytest.raises(SystemExit, match="budget"):
+        oc20.main(["--quick", "--results-dir", str(tmp_path), "--out", str(tmp_path / "runs")])
