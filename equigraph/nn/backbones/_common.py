@@ -40,25 +40,21 @@ def resolve_output(out_type, level: str, out_channels: Optional[int], model: str
     return type_, level, width or out_channels or 1
 
 
-def positive_int(value, name: str, model: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ValueError(f"{model}: {name} must be a positive int, got {value!r}")
-    return value
-
-
-def non_negative_int(value, name: str, model: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-        raise ValueError(f"{model}: {name} must be an int >= 0, got {value!r}")
+def int_at_least(value, minimum: int, name: str, model: str) -> int:
+    """``value`` if it is an int (not a bool) ``>= minimum``, else a ``ValueError`` naming it."""
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        what = "a positive int" if minimum == 1 else f"an int >= {minimum}"
+        raise ValueError(f"{model}: {name} must be {what}, got {value!r}")
     return value
 
 
 def check_widths(in_channels, hidden_channels, global_channels, num_layers, model: str) -> Tuple[int, int, int, int]:
     """``(in_channels, hidden_channels, global_channels, num_layers)`` of a point-cloud
     backbone, checked in that order: ``in_channels >= 0``, the others positive."""
-    return (non_negative_int(in_channels, "in_channels", model),
-            positive_int(hidden_channels, "hidden_channels", model),
-            positive_int(global_channels, "global_channels", model),
-            positive_int(num_layers, "num_layers", model))
+    return (int_at_least(in_channels, 0, "in_channels", model),
+            int_at_least(hidden_channels, 1, "hidden_channels", model),
+            int_at_least(global_channels, 1, "global_channels", model),
+            int_at_least(num_layers, 1, "num_layers", model))
 
 
 def declare(type_: TypeSpec, level: str, key: str = K.Y) -> dict:

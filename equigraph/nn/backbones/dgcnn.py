@@ -10,7 +10,7 @@ from torch_geometric.nn import MLP, EdgeConv
 
 from equigraph.nn.frames.knn import knn_edge_index, knn_index
 
-from ._common import PooledBackbone, check_widths, positive_int, read_points, resolve_output
+from ._common import PooledBackbone, check_widths, int_at_least, read_points, resolve_output
 
 __all__ = ["DGCNN"]
 
@@ -80,7 +80,7 @@ class DGCNN(PooledBackbone):
         self.out_type, self.level, self.out_channels = resolve_output(out_type, level, out_channels, name)
         self.in_channels, self.hidden_channels, self.global_channels, self.num_layers = check_widths(
             in_channels, hidden_channels, global_channels, num_layers, name)
-        self.k = positive_int(k, "k", name)
+        self.k = int_at_least(k, 1, "k", name)
         self.dynamic = bool(dynamic)
         # Submodules initialise themselves on construction; fork_rng keeps those draws off the
         # global generator, so a model built after torch.manual_seed(s) equals one reset after it.

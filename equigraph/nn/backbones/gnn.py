@@ -13,7 +13,7 @@ from torch_geometric.nn.resolver import activation_resolver
 from equigraph.data import keys as K
 from equigraph.graph import FullInteractionGraph, RadiusInteractionGraph
 
-from ._common import declare, non_negative_int, positive_int, read_points
+from ._common import declare, int_at_least, read_points
 
 __all__ = ["GNN", "GCL"]
 
@@ -141,10 +141,10 @@ class GNN(torch.nn.Module):
     ):
         super().__init__()
         name = type(self).__name__
-        self.hidden_channels = positive_int(hidden_channels, "hidden_channels", name)
-        self.num_layers = positive_int(num_layers, "num_layers", name)
-        self.edge_dim = non_negative_int(edge_dim, "edge_dim", name)
-        self.in_channels = non_negative_int(in_channels, "in_channels", name)
+        self.hidden_channels = int_at_least(hidden_channels, 1, "hidden_channels", name)
+        self.num_layers = int_at_least(num_layers, 1, "num_layers", name)
+        self.edge_dim = int_at_least(edge_dim, 0, "edge_dim", name)
+        self.in_channels = int_at_least(in_channels, 0, "in_channels", name)
         self.use_velocity = bool(use_velocity)
         self.interaction_graph = _interaction_graph(interaction_graph)
         # Submodules initialise themselves on construction; fork_rng keeps those draws off the

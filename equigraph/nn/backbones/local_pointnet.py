@@ -12,7 +12,7 @@ from equigraph.nn.frames.knn import knn_index
 from equigraph.nn.frames.pca import DegeneracyCounter, check_group, check_tol, local_pca_frames
 from equigraph.nn.frames.transform import frame_transform
 
-from ._common import PooledBackbone, check_widths, positive_int, read_points, resolve_output
+from ._common import PooledBackbone, check_widths, int_at_least, read_points, resolve_output
 
 __all__ = ["FALocalPointNet"]
 
@@ -86,7 +86,7 @@ class FALocalPointNet(DegeneracyCounter, PooledBackbone):
         if level == "graph" and self.out_type != "scalar":
             raise ValueError(f"{name}: per-cloud outputs pool invariant features, so they must be 'scalar', "
                              f"got {self.out_type!s}")
-        self.k = positive_int(k, "k", name)
+        self.k = int_at_least(k, 1, "k", name)
         if self.k < 3:
             raise ValueError(f"{name}: k must be at least 3 (a local PCA frame needs 3 points), got {k}")
         self.group = check_group(group)

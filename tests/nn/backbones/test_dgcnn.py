@@ -42,5 +42,7 @@ def test_batch_consistent():
 def test_bad_arguments_and_inputs():
     with pytest.raises(ValueError, match="DGCNN: k must be a positive int"):
         DGCNN(k=0)
+    with pytest.raises(ValueError, match="DGCNN: global_channels must be a positive int, got 0"):
+        DGCNN(global_channels=0)
     with pytest.raises(ValueError, match="graph 0 has 7"):
         DGCNN(k=8, in_channels=1)(Batch.from_data_list(_graphs()))

@@ -46,6 +46,10 @@ def test_batch_consistent():
 def test_bad_arguments_and_inputs():
     with pytest.raises(ValueError, match="GNN: edge_dim must be an int >= 0"):
         GNN(edge_dim=-1)
+    with pytest.raises(ValueError, match="GNN: in_channels must be an int >= 0, got -1"):
+        GNN(in_channels=-1)
+    with pytest.raises(ValueError, match="GNN: num_layers must be a positive int, got 0"):
+        GNN(num_layers=0)
     with pytest.raises(ValueError, match="interaction_graph must be None or 'full'"):
         GNN(interaction_graph="radius")
     model = GNN(hidden_channels=8, num_layers=1, edge_dim=1)

@@ -59,6 +59,8 @@ def test_reset_parameters_is_deterministic():
     ({"out_channels": 0}, "out_channels must be a positive int"),
     ({"in_channels": -1}, "in_channels must be an int >= 0"),
     ({"hidden_channels": 0}, "hidden_channels must be a positive int"),
+    ({"global_channels": 0}, "PointNet: global_channels must be a positive int, got 0"),
+    ({"num_layers": True}, "PointNet: num_layers must be a positive int, got True"),
 ])
 def test_bad_arguments(kwargs, match):
     with pytest.raises(ValueError, match=match):

@@ -170,3 +170,16 @@ def test_cuda_agrees_with_cpu_e3nn():
     twin = SEGNN(**kwargs, tp_backend="cueq").to(dtype)
     twin.load_state_dict(model.state_dict())
     _close(twin.cuda()(data.cuda())["y"].cpu(), model(data)["y"], scale=10.0)
+
+
+@pytest.mark.parametrize("instructions", [
+    [(0, 0, 0, "uvw", True), (1, 1, 0, "uvu", True)],  # two connection modes
+    [(0, 0, 0, "uvu", False)],  # no weights: nothing for the layer to train
+])
+def test_unsupported_tensor_products_are_refused(instructions):
+    from equigraph.nn.steerable.cueq import CueqTensorProduct
+
+    tp = o3.TensorProduct("2x0e+2x1o", "1x0e+1x1o", "2x0e", instructions)
+    with pytest.raises(ValueError, match=r"tp_backend='cueq' supports e3nn tensor products whose instructions are all "
+                                         r"'uvw' or all 'uvu' with weights"):
+        CueqTensorProduct(tp)
