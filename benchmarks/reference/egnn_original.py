@@ -29,6 +29,14 @@ def unsorted_segment_mean(data, segment_ids, num_segments):
     return result / count.clamp(min=1)
 
 
+def gcl_mlps(input_nf, output_nf, hidden_nf, edges_in_d, act_fn):
+    """``(edge_mlp, node_mlp)`` of the original ``E_GCL``, shared by its variants."""
+    edge_mlp = nn.Sequential(nn.Linear(2 * input_nf + 1 + edges_in_d, hidden_nf), act_fn,
+                             nn.Linear(hidden_nf, hidden_nf), act_fn)
+    node_mlp = nn.Sequential(nn.Linear(hidden_nf + input_nf, hidden_nf), act_fn, nn.Linear(hidden_nf, output_nf))
+    return edge_mlp, node_mlp
+
+
 class E_GCL_vel(nn.Module):
     """One EGNN-vel layer; ``edge_index = (row, col)`` with ``row`` the aggregating node."""
 
@@ -37,10 +45,7 @@ class E_GCL_vel(nn.Module):
         super().__init__()
         self.coords_weight = coords_weight
         self.recurrent = recurrent
-        self.edge_mlp = nn.Sequential(nn.Linear(2 * input_nf + 1 + edges_in_d, hidden_nf), act_fn,
-                                      nn.Linear(hidden_nf, hidden_nf), act_fn)
-        self.node_mlp = nn.Sequential(nn.Linear(hidden_nf + input_nf, hidden_nf), act_fn,
-                                      nn.Linear(hidden_nf, output_nf))
+        self.edge_mlp, self.node_mlp = gcl_mlps(input_nf, output_nf, hidden_nf, edges_in_d, act_fn)
         layer = nn.Linear(hidden_nf, 1, bias=False)
         torch.nn.init.xavier_uniform_(layer.weight, gain=0.001)
         self.coord_mlp = nn.Sequential(nn.Linear(hidden_nf, hidden_nf), act_fn, layer)

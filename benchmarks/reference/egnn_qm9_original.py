@@ -24,7 +24,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from .egnn_original import unsorted_segment_sum
+from .egnn_original import gcl_mlps, unsorted_segment_sum
 
 
 class E_GCL_mask(nn.Module):
@@ -36,10 +36,7 @@ class E_GCL_mask(nn.Module):
         super().__init__()
         self.recurrent = recurrent
         self.attention = attention
-        self.edge_mlp = nn.Sequential(nn.Linear(2 * input_nf + 1 + edges_in_d, hidden_nf), act_fn,
-                                      nn.Linear(hidden_nf, hidden_nf), act_fn)
-        self.node_mlp = nn.Sequential(nn.Linear(hidden_nf + input_nf, hidden_nf), act_fn,
-                                      nn.Linear(hidden_nf, output_nf))
+        self.edge_mlp, self.node_mlp = gcl_mlps(input_nf, output_nf, hidden_nf, edges_in_d, act_fn)
         if attention:
             self.att_mlp = nn.Sequential(nn.Linear(hidden_nf, 1), nn.Sigmoid())
 
